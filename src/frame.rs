@@ -1,0 +1,575 @@
+//! The server side of RFC 6455 framing, without I/O.
+//!
+//! [`Decoder::feed`] takes bytes as they arrive, in chunks of any size; [`Decoder::poll`] hands back
+//! the next complete message or control frame, or says how many more bytes it needs at least.
+//! Client frames must be masked; payloads are unmasked in place, eight bytes at a time. A message
+//! sent in one frame is handed out as a slice of the input buffer, without a copy; only fragmented
+//! messages are copied, into one reassembly buffer that is reused.
+//!
+//! Every violation is a [`ProtocolError`] that says which close code to answer with. After an error
+//! the decoder keeps returning it: the connection is to be failed.
+
+use bytes::{Buf, BytesMut};
+
+/// Frame opcodes (RFC 6455 section 5.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opcode {
+    /// 0x0: continues a fragmented message.
+    Continuation,
+    /// 0x1: a UTF-8 text message.
+    Text,
+    /// 0x2: a binary message.
+    Binary,
+    /// 0x8: close.
+    Close,
+    /// 0x9: ping.
+    Ping,
+    /// 0xA: pong.
+    Pong,
+}
+
+impl Opcode {
+    /// The 4-bit code.
+    pub fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
+    fn from_bits(b: u8) -> Result<Opcode, ProtocolError> {
+        Ok(match b {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            0x3..=0x7 => return Err(ProtocolError::ReservedDataOpcode(b)),
+            _ => return Err(ProtocolError::ReservedControlOpcode(b)),
+        })
+    }
+
+    /// True for close, ping and pong.
+    pub fn is_control(self) -> bool {
+        self.bits() >= 0x8
+    }
+}
+
+/// Close status codes this module answers with.
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (worker shutting down).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Protocol error.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// Data inconsistent with the message type (invalid UTF-8).
+    pub const INVALID_DATA: u16 = 1007;
+    /// Policy violation (used when a peer stalls mid-frame).
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// Message too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// Unexpected condition on the server.
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// A violation of RFC 6455 by the peer, or of this decoder's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// RSV1-3 set, but no extension was negotiated.
+    #[error("bad RSV1, RSV2, or RSV3 bits")]
+    ReservedBits,
+    /// Opcodes 0x3-0x7.
+    #[error("reserved non-control frames (opcode {0:#x})")]
+    ReservedDataOpcode(u8),
+    /// Opcodes 0xB-0xF.
+    #[error("reserved control frames (opcode {0:#x})")]
+    ReservedControlOpcode(u8),
+    /// A client frame without a mask.
+    #[error("frame unmasked")]
+    Unmasked,
+    /// A control frame with a payload over 125 bytes.
+    #[error("too long payload for control frame")]
+    ControlTooLong,
+    /// A control frame without FIN.
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    /// A 64-bit payload length with the most significant bit set.
+    #[error("payload len too large")]
+    LengthTopBit,
+    /// A frame payload over the configured maximum (announced in the header, refused before it arrives).
+    #[error("exceeding max payload len ({len} > {max})")]
+    PayloadTooBig {
+        /// The announced length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A fragmented message growing over the configured maximum.
+    #[error("exceeding max message len ({len} > {max})")]
+    MessageTooBig {
+        /// The length the message would reach.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A continuation frame with no message to continue.
+    #[error("continuation frame without a message to continue")]
+    UnexpectedContinuation,
+    /// A text or binary frame while a fragmented message is unfinished.
+    #[error("new data frame inside an unfinished fragmented message")]
+    UnfinishedMessage,
+    /// A close frame with a 1-byte payload.
+    #[error("close frame with a body must carry a 2-byte status code")]
+    CloseOneByte,
+    /// A close status code outside the ranges a peer may send.
+    #[error("invalid close status code {0}")]
+    BadCloseCode(u16),
+    /// A close reason that is not UTF-8.
+    #[error("close reason is not valid UTF-8")]
+    InvalidCloseReason,
+    /// A text message that is not UTF-8.
+    #[error("text message is not valid UTF-8")]
+    InvalidText,
+}
+
+impl ProtocolError {
+    /// The close code to fail the connection with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            ProtocolError::PayloadTooBig { .. } | ProtocolError::MessageTooBig { .. } => close_code::TOO_BIG,
+            ProtocolError::InvalidCloseReason | ProtocolError::InvalidText => close_code::INVALID_DATA,
+            _ => close_code::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// True for the status codes a peer may put in a close frame: 1000-1003, 1007-1014, 3000-4999.
+/// 1004-1006 and 1015 are reserved for local use and never sent; 1016-2999 are unassigned.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Size limits of a [`Decoder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame payload accepted (a frame of exactly this size is accepted).
+    pub max_payload_len: u64,
+    /// Largest message accepted, after reassembly of its fragments.
+    pub max_message_len: u64,
+}
+
+impl Default for Limits {
+    /// 65535 for both, as lua-resty-websocket's default `max_payload_len`.
+    fn default() -> Self {
+        Limits { max_payload_len: 65535, max_message_len: 65535 }
+    }
+}
+
+/// What [`Decoder::poll`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message, valid UTF-8.
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping; the payload must come back in a pong.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// A close frame, with its status code and reason when it carries them.
+    Close(Option<(u16, &'a str)>),
+}
+
+/// The result of [`Decoder::poll`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Poll<'a> {
+    /// An event, borrowed from the decoder until the next call.
+    Event(Event<'a>),
+    /// No complete frame yet: at least this many more bytes are needed.
+    NeedMore(usize),
+}
+
+/// What the decoder waits for, as lua-resty-websocket words it in its read errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// The first two bytes of a frame (nothing of a frame buffered).
+    FirstTwoBytes,
+    /// The 16-bit extended payload length.
+    ShortLength,
+    /// The 64-bit extended payload length.
+    LongLength,
+    /// The mask and payload.
+    MaskAndPayload,
+}
+
+impl Waiting {
+    /// The words lua-resty-websocket uses: "failed to receive {this}: {err}".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Waiting::FirstTwoBytes => "the first 2 bytes",
+            Waiting::ShortLength => "the 2 byte payload length",
+            Waiting::LongLength => "the 8 byte payload length",
+            Waiting::MaskAndPayload => "masking-len and payload",
+        }
+    }
+}
+
+/// A parsed frame header.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    fin: bool,
+    opcode: Opcode,
+    /// Length of the header, mask included.
+    len: usize,
+    mask: [u8; 4],
+    payload_len: usize,
+}
+
+/// The frame decoder of one connection.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    buf: BytesMut,
+    /// Bytes at the front of `buf` that belong to the event handed out last.
+    consumed: usize,
+    /// Reassembly buffer of a fragmented message.
+    message: Vec<u8>,
+    /// The opcode of the fragmented message being reassembled.
+    fragmented: Option<Opcode>,
+    /// The reassembled message was handed out: clear it on the next call.
+    message_done: bool,
+    failed: Option<ProtocolError>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(Limits::default())
+    }
+}
+
+impl Decoder {
+    /// A decoder with these limits.
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            buf: BytesMut::new(),
+            consumed: 0,
+            message: Vec::new(),
+            fragmented: None,
+            message_done: false,
+            failed: None,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.release();
+        self.buf.extend_from_slice(data);
+    }
+
+    /// True when part of a frame or of a fragmented message is buffered: the peer is mid-message.
+    pub fn is_mid_message(&self) -> bool {
+        self.buf.len() > self.consumed || self.fragmented.is_some()
+    }
+
+    /// Bytes received and not yet handed out.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.consumed + if self.message_done { 0 } else { self.message.len() }
+    }
+
+    /// What the decoder is waiting for, to word a read error.
+    pub fn waiting(&self) -> Waiting {
+        let b = &self.buf[self.consumed.min(self.buf.len())..];
+        match b {
+            [] | [_] => Waiting::FirstTwoBytes,
+            [_, l, ..] if l & 0x7f == 126 && b.len() < 4 => Waiting::ShortLength,
+            [_, l, ..] if l & 0x7f == 127 && b.len() < 10 => Waiting::LongLength,
+            _ => Waiting::MaskAndPayload,
+        }
+    }
+
+    /// Drops what the previous event borrowed.
+    fn release(&mut self) {
+        if self.consumed > 0 {
+            self.buf.advance(self.consumed);
+            self.consumed = 0;
+        }
+        if self.message_done {
+            self.message.clear();
+            self.message_done = false;
+        }
+    }
+
+    /// Parses the header at the front of `b`, checking everything that can be checked before the
+    /// payload arrives. `Ok(None)` when the header is incomplete.
+    fn header(&self, b: &[u8]) -> Result<Result<Header, usize>, ProtocolError> {
+        if b.len() < 2 {
+            return Ok(Err(2 - b.len()));
+        }
+        let (b0, b1) = (b[0], b[1]);
+        if b0 & 0x70 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let fin = b0 & 0x80 != 0;
+        let opcode = Opcode::from_bits(b0 & 0x0f)?;
+        if b1 & 0x80 == 0 {
+            return Err(ProtocolError::Unmasked);
+        }
+        let len7 = b1 & 0x7f;
+        if opcode.is_control() {
+            if !fin {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if len7 > 125 {
+                return Err(ProtocolError::ControlTooLong);
+            }
+        } else {
+            match (opcode, self.fragmented) {
+                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (Opcode::Text | Opcode::Binary, Some(_)) => return Err(ProtocolError::UnfinishedMessage),
+                _ => {}
+            }
+        }
+        let (ext, payload_len) = match len7 {
+            126 => {
+                if b.len() < 4 {
+                    return Ok(Err(4 - b.len()));
+                }
+                (2, u64::from(u16::from_be_bytes([b[2], b[3]])))
+            }
+            127 => {
+                if b.len() < 10 {
+                    return Ok(Err(10 - b.len()));
+                }
+                let mut l = [0u8; 8];
+                l.copy_from_slice(&b[2..10]);
+                let l = u64::from_be_bytes(l);
+                if l >> 63 != 0 {
+                    return Err(ProtocolError::LengthTopBit);
+                }
+                (8, l)
+            }
+            n => (0, u64::from(n)),
+        };
+        if payload_len > self.limits.max_payload_len {
+            return Err(ProtocolError::PayloadTooBig { len: payload_len, max: self.limits.max_payload_len });
+        }
+        if !opcode.is_control() {
+            let total = self.message.len() as u64 + payload_len;
+            if total > self.limits.max_message_len {
+                return Err(ProtocolError::MessageTooBig { len: total, max: self.limits.max_message_len });
+            }
+        }
+        let len = 2 + ext + 4;
+        if b.len() < len {
+            return Ok(Err(len - b.len()));
+        }
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&b[len - 4..len]);
+        // Bounded by max_payload_len, which the caller chose to fit in memory.
+        let payload_len = usize::try_from(payload_len).map_err(|_| ProtocolError::LengthTopBit)?;
+        Ok(Ok(Header { fin, opcode, len, mask, payload_len }))
+    }
+
+    /// The next event, or how many more bytes are needed.
+    pub fn poll(&mut self) -> Result<Poll<'_>, ProtocolError> {
+        self.poll_data(|_| false)
+    }
+
+    /// Like [`Decoder::poll`], but pings and pongs go to `on_control` first: when it returns true the
+    /// frame is taken care of and decoding goes on with the next frame, so a caller can answer pings
+    /// without a round trip per frame.
+    pub fn poll_data(&mut self, mut on_control: impl FnMut(&Event<'_>) -> bool) -> Result<Poll<'_>, ProtocolError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        loop {
+            self.release();
+            let found = match self.next_frame() {
+                Ok(Ok(found)) => found,
+                Ok(Err(need)) => return Ok(Poll::NeedMore(need)),
+                Err(e) => {
+                    self.failed = Some(e);
+                    return Err(e);
+                }
+            };
+            match self.event(found) {
+                Err(e) => {
+                    self.failed = Some(e);
+                    return Err(e);
+                }
+                Ok(ev @ (Event::Ping(_) | Event::Pong(_))) if on_control(&ev) => continue,
+                Ok(_) => break Ok(Poll::Event(self.event(found)?)),
+            }
+        }
+    }
+
+    /// Reads frames until one completes an event; fragments are appended to the reassembly buffer.
+    fn next_frame(&mut self) -> Result<Result<Found, usize>, ProtocolError> {
+        loop {
+            let h = match self.header(&self.buf)? {
+                Ok(h) => h,
+                Err(need) => return Ok(Err(need)),
+            };
+            let end = h.len + h.payload_len;
+            if self.buf.len() < end {
+                return Ok(Err(end - self.buf.len()));
+            }
+            unmask(&mut self.buf[h.len..end], h.mask);
+            match h.opcode {
+                Opcode::Text | Opcode::Binary if h.fin => {
+                    self.consumed = end;
+                    return Ok(Ok(Found::Frame(h.opcode, h.len, end)));
+                }
+                Opcode::Text | Opcode::Binary => {
+                    self.fragmented = Some(h.opcode);
+                    self.message.extend_from_slice(&self.buf[h.len..end]);
+                    self.buf.advance(end);
+                }
+                Opcode::Continuation => {
+                    self.message.extend_from_slice(&self.buf[h.len..end]);
+                    self.buf.advance(end);
+                    if h.fin {
+                        let opcode = self.fragmented.take().expect("checked by header()");
+                        self.message_done = true;
+                        return Ok(Ok(Found::Message(opcode)));
+                    }
+                }
+                _ => {
+                    self.consumed = end;
+                    return Ok(Ok(Found::Frame(h.opcode, h.len, end)));
+                }
+            }
+        }
+    }
+
+    fn event(&self, found: Found) -> Result<Event<'_>, ProtocolError> {
+        let (opcode, payload) = match found {
+            Found::Frame(op, start, end) => (op, &self.buf[start..end]),
+            Found::Message(op) => (op, &self.message[..]),
+        };
+        Ok(match opcode {
+            Opcode::Binary => Event::Binary(payload),
+            Opcode::Text => Event::Text(std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidText)?),
+            Opcode::Ping => Event::Ping(payload),
+            Opcode::Pong => Event::Pong(payload),
+            Opcode::Close => Event::Close(parse_close(payload)?),
+            Opcode::Continuation => unreachable!("continuations complete a message"),
+        })
+    }
+}
+
+/// Where the event found by [`Decoder::next_frame`] lives.
+#[derive(Clone, Copy)]
+enum Found {
+    /// A frame's payload, `buf[start..end]`.
+    Frame(Opcode, usize, usize),
+    /// The reassembled message.
+    Message(Opcode),
+}
+
+/// Validates a close frame's payload: empty, or a valid status code and a UTF-8 reason.
+pub fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::CloseOneByte),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(ProtocolError::BadCloseCode(code));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
+/// XORs `data` with the repeating 4-byte `mask`, eight bytes at a time (the compiler vectorises the
+/// word loop further).
+#[inline]
+pub fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let m = u32::from_ne_bytes(mask);
+    let wide = u64::from(m) | (u64::from(m) << 32);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the mask phase is back at byte 0.
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// Length of the header [`encode_header`] writes for a server frame of `payload_len` bytes.
+pub fn header_len(payload_len: usize) -> usize {
+    match payload_len {
+        0..=125 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
+}
+
+/// Appends an unmasked server frame header.
+pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: usize) {
+    out.push(if fin { 0x80 } else { 0 } | opcode.bits());
+    match payload_len {
+        0..=125 => out.push(payload_len as u8),
+        126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(payload_len as u64).to_be_bytes());
+        }
+    }
+}
+
+/// Appends one unmasked server frame with FIN set.
+pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    out.reserve(header_len(payload.len()) + payload.len());
+    encode_header(out, true, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends a data message, split into frames of at most `fragment` payload bytes when given
+/// (`None` or 0: one frame, whatever the size).
+pub fn encode_message(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], fragment: Option<usize>) {
+    let size = match fragment {
+        Some(n) if n > 0 && payload.len() > n => n,
+        _ => return encode_frame(out, opcode, payload),
+    };
+    let mut chunks = payload.chunks(size).peekable();
+    let mut op = opcode;
+    while let Some(chunk) = chunks.next() {
+        let fin = chunks.peek().is_none();
+        encode_header(out, fin, op, chunk.len());
+        out.extend_from_slice(chunk);
+        op = Opcode::Continuation;
+    }
+}
+
+/// Appends a close frame with this status and reason (the reason is cut to fit 125 bytes, on a
+/// character boundary).
+pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    encode_header(out, true, Opcode::Close, 2 + end);
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&reason.as_bytes()[..end]);
+}

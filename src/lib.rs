@@ -1,0 +1,24 @@
+//! A native replacement for Apache APISIX's `core.pubsub`.
+//!
+//! The crate is a pure core and one boundary:
+//! - [`frame`]: RFC 6455 framing, server side, without I/O;
+//! - [`wire`], [`schema`], [`message`]: the protobuf codec of `PubSubReq` / `PubSubResp`;
+//! - [`session`]: one connection's state, tying framing and messages together;
+//! - [`proto`]: prost types of the same proto, for Rust clients and tests;
+//! - `ffi` (private): where Rust meets Lua; the only module that knows about Lua.
+
+#![deny(warnings, missing_debug_implementations, missing_docs)]
+
+pub mod frame;
+pub mod message;
+pub mod schema;
+pub mod session;
+pub mod wire;
+
+mod ffi;
+
+/// prost types generated from `proto/pubsub.proto`.
+#[allow(missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/pubsub.rs"));
+}

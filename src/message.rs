@@ -1,0 +1,753 @@
+//! The PubSub message codec: `PubSubReq` bytes in, a flat list of [`Op`]s out; reply fields in,
+//! `PubSubResp` bytes out.
+//!
+//! Both directions are driven by the tables of [`crate::schema`], not by generated structs, and both
+//! follow what APISIX's `.t` suites observe from lua-protobuf:
+//! - unknown fields are skipped;
+//! - a tag varint cut off at the very end of a message ends that message quietly;
+//! - everything else malformed is an error naming what and where (byte offset).
+//!
+//! The [`Op`] list is the bridge to Lua: each op sets one key of the parameter table, and it is a
+//! `#[repr(C)]` struct so the Lua side can read it through LuaJIT's FFI without a Lua C API call.
+//! Byte values are not copied: an op points into the request buffer by offset.
+
+use std::fmt;
+
+use crate::schema::{self, Field, Kind, Message};
+use crate::wire::{self, VarintError, WireType};
+
+/// Deepest message nesting accepted in a request (the request itself is depth 0).
+pub const MAX_DEPTH: usize = 32;
+
+/// What an [`Op`] does to the table being built. A value may be or-ed with [`op::REPEATED`].
+pub mod op {
+    /// `t[name] = num`.
+    pub const NUMBER: u32 = 1;
+    /// `t[name] = (num ~= 0)`.
+    pub const BOOL: u32 = 2;
+    /// `t[name] = <len bytes at offset in the request buffer>`.
+    pub const BYTES: u32 = 3;
+    /// `t[name] = <len bytes at offset in the request's text buffer>` (64-bit integers as `"#<digits>"`).
+    pub const TEXT: u32 = 4;
+    /// `t[name] = t[name] or {}` (a new table gets the proto3 defaults); the following ops fill it.
+    pub const OPEN: u32 = 5;
+    /// Ends the table opened by the matching [`OPEN`].
+    pub const CLOSE: u32 = 6;
+    /// Flag: append the value to the array `t[name]` instead of setting it.
+    pub const REPEATED: u32 = 0x10;
+}
+
+/// One step of building the parameter table of a command. See [`op`] for the codes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Op {
+    /// An [`op`] code.
+    pub code: u32,
+    /// The field's id in [`schema::FIELDS`].
+    pub field: u32,
+    /// The value of [`op::NUMBER`] and [`op::BOOL`].
+    pub num: f64,
+    /// Byte offset of the value of [`op::BYTES`] / [`op::TEXT`].
+    pub offset: usize,
+    /// Byte length of the value of [`op::BYTES`] / [`op::TEXT`].
+    pub len: usize,
+}
+
+/// A decoded `PubSubReq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The request's sequence, all 64 bits.
+    pub sequence: i64,
+    /// The command (a `oneof` member of `PubSubReq`), or `None` for a request without one.
+    pub command: Option<&'static Field>,
+    /// The ops that build the command's parameter table.
+    pub ops: &'a [Op],
+    /// Where [`op::TEXT`] values point.
+    pub text: &'a [u8],
+}
+
+/// A request that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at offset {offset}")]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+    offset: usize,
+}
+
+impl DecodeError {
+    /// Byte offset in the request where the problem was found.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DecodeErrorKind {
+    TruncatedVarint,
+    OverlongVarint,
+    BadWireType(u64),
+    BadFieldNumber(u64),
+    WrongWireType { message: &'static str, field: &'static str, expected: WireType, got: WireType },
+    LengthPastEnd(u64),
+    Truncated(WireType),
+    TooDeep,
+    UnexpectedEndGroup,
+    UnterminatedGroup,
+    BadPackedLength(&'static str),
+}
+
+impl fmt::Display for DecodeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use DecodeErrorKind::*;
+        match self {
+            TruncatedVarint => write!(f, "truncated varint"),
+            OverlongVarint => write!(f, "invalid varint (more than 10 bytes)"),
+            BadWireType(t) => write!(f, "invalid wire type {t}"),
+            BadFieldNumber(n) => write!(f, "invalid field number {n}"),
+            WrongWireType { message, field, expected, got } => write!(
+                f,
+                "field '{field}' of {message} expects a {} value, got {}",
+                expected.name(),
+                got.name()
+            ),
+            LengthPastEnd(n) => write!(f, "length {n} runs past the end of the message"),
+            Truncated(wt) => write!(f, "truncated {} value", wt.name()),
+            TooDeep => write!(f, "messages nested deeper than {MAX_DEPTH}"),
+            UnexpectedEndGroup => write!(f, "end-group without a start-group"),
+            UnterminatedGroup => write!(f, "unterminated group"),
+            BadPackedLength(kind) => write!(f, "packed {kind} values of a length that is not a multiple of their size"),
+        }
+    }
+}
+
+fn err<T>(kind: DecodeErrorKind, offset: usize) -> Result<T, DecodeError> {
+    Err(DecodeError { kind, offset })
+}
+
+fn varint_err(e: VarintError, offset: usize) -> DecodeError {
+    let kind = match e {
+        VarintError::Truncated => DecodeErrorKind::TruncatedVarint,
+        VarintError::Overlong => DecodeErrorKind::OverlongVarint,
+    };
+    DecodeError { kind, offset }
+}
+
+/// Decodes `PubSubReq` messages into [`Request`]s, reusing its buffers from one request to the next.
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    ops: Vec<Op>,
+    text: Vec<u8>,
+    parts: Vec<(usize, usize)>,
+}
+
+/// A field header read from the wire.
+struct Tag {
+    number: u64,
+    wt: WireType,
+    at: usize,
+}
+
+/// Reads the next tag of the message ending at `end`. `Ok(None)` ends the message: at its end, or
+/// quietly when the tag varint itself is cut off by the end (lua-protobuf compatibility).
+#[inline]
+fn next_tag(buf: &[u8], pos: &mut usize, end: usize) -> Result<Option<Tag>, DecodeError> {
+    if *pos >= end {
+        return Ok(None);
+    }
+    let at = *pos;
+    let key = match wire::read_varint(&buf[..end], pos) {
+        Ok(k) => k,
+        Err(VarintError::Truncated) => return Ok(None),
+        Err(e) => return Err(varint_err(e, at)),
+    };
+    let Some(wt) = WireType::from_bits(key) else {
+        return err(DecodeErrorKind::BadWireType(key & 7), at);
+    };
+    let number = key >> 3;
+    if number == 0 || number > (1 << 29) - 1 {
+        return err(DecodeErrorKind::BadFieldNumber(number), at);
+    }
+    Ok(Some(Tag { number, wt, at }))
+}
+
+#[inline]
+fn read_varint_at(buf: &[u8], pos: &mut usize, end: usize) -> Result<u64, DecodeError> {
+    let at = *pos;
+    wire::read_varint(&buf[..end], pos).map_err(|e| varint_err(e, at))
+}
+
+#[inline]
+fn read_fixed<const N: usize>(buf: &[u8], pos: &mut usize, end: usize, wt: WireType) -> Result<[u8; N], DecodeError> {
+    if end - *pos < N {
+        return err(DecodeErrorKind::Truncated(wt), *pos);
+    }
+    let mut b = [0u8; N];
+    b.copy_from_slice(&buf[*pos..*pos + N]);
+    *pos += N;
+    Ok(b)
+}
+
+/// Reads a length prefix and returns the byte range it announces.
+#[inline]
+fn read_len(buf: &[u8], pos: &mut usize, end: usize) -> Result<(usize, usize), DecodeError> {
+    let at = *pos;
+    let len = read_varint_at(buf, pos, end)?;
+    if len > (end - *pos) as u64 {
+        return err(DecodeErrorKind::LengthPastEnd(len), at);
+    }
+    let start = *pos;
+    *pos += len as usize;
+    Ok((start, *pos))
+}
+
+/// Skips the value of an unknown field.
+fn skip(buf: &[u8], pos: &mut usize, end: usize, tag: &Tag, depth: usize) -> Result<(), DecodeError> {
+    match tag.wt {
+        WireType::Varint => read_varint_at(buf, pos, end).map(drop),
+        WireType::Fixed64 => read_fixed::<8>(buf, pos, end, tag.wt).map(drop),
+        WireType::Fixed32 => read_fixed::<4>(buf, pos, end, tag.wt).map(drop),
+        WireType::Len => read_len(buf, pos, end).map(drop),
+        WireType::StartGroup => {
+            if depth >= MAX_DEPTH {
+                return err(DecodeErrorKind::TooDeep, tag.at);
+            }
+            loop {
+                let Some(inner) = next_tag(buf, pos, end)? else {
+                    return err(DecodeErrorKind::UnterminatedGroup, tag.at);
+                };
+                if inner.wt == WireType::EndGroup {
+                    return if inner.number == tag.number {
+                        Ok(())
+                    } else {
+                        err(DecodeErrorKind::UnexpectedEndGroup, inner.at)
+                    };
+                }
+                skip(buf, pos, end, &inner, depth + 1)?;
+            }
+        }
+        WireType::EndGroup => err(DecodeErrorKind::UnexpectedEndGroup, tag.at),
+    }
+}
+
+/// A decoded scalar, before it becomes an [`Op`].
+enum Scalar {
+    Number(f64),
+    Bool(bool),
+    Signed(i64),
+    Unsigned(u64),
+}
+
+fn scalar_from_varint(kind: Kind, v: u64) -> Scalar {
+    match kind {
+        Kind::Int32 | Kind::Enum => Scalar::Number(f64::from(v as i32)),
+        Kind::Uint32 => Scalar::Number(f64::from(v as u32)),
+        Kind::Sint32 => {
+            let v = v as u32;
+            Scalar::Number(f64::from(((v >> 1) as i32) ^ -((v & 1) as i32)))
+        }
+        Kind::Int64 => Scalar::Signed(v as i64),
+        Kind::Sint64 => Scalar::Signed(wire::unzigzag(v)),
+        Kind::Uint64 => Scalar::Unsigned(v),
+        Kind::Bool => Scalar::Bool(v != 0),
+        // Not reachable: the wire type was checked against the kind.
+        _ => Scalar::Unsigned(v),
+    }
+}
+
+fn scalar_from_fixed32(kind: Kind, b: [u8; 4]) -> Scalar {
+    match kind {
+        Kind::Float => Scalar::Number(f64::from(f32::from_le_bytes(b))),
+        Kind::Sfixed32 => Scalar::Number(f64::from(i32::from_le_bytes(b))),
+        _ => Scalar::Number(f64::from(u32::from_le_bytes(b))),
+    }
+}
+
+fn scalar_from_fixed64(kind: Kind, b: [u8; 8]) -> Scalar {
+    match kind {
+        Kind::Double => Scalar::Number(f64::from_le_bytes(b)),
+        Kind::Sfixed64 => Scalar::Signed(i64::from_le_bytes(b)),
+        _ => Scalar::Unsigned(u64::from_le_bytes(b)),
+    }
+}
+
+/// Lua's view of a 64-bit integer (lua-protobuf's `int64_as_string`): a number when it lies in
+/// [-2^31, 2^32-1], otherwise `"#<digits>"`.
+const NUMBER_MIN: i64 = i32::MIN as i64;
+const NUMBER_MAX: i64 = u32::MAX as i64;
+
+impl RequestDecoder {
+    /// A decoder with empty buffers.
+    pub fn new() -> RequestDecoder {
+        RequestDecoder::default()
+    }
+
+    /// Decodes one `PubSubReq`. The ops of the result point into `buf` and into this decoder.
+    pub fn decode<'a>(&'a mut self, buf: &[u8]) -> Result<Request<'a>, DecodeError> {
+        self.ops.clear();
+        self.text.clear();
+        self.parts.clear();
+        let req = schema::request();
+        let end = buf.len();
+        let mut pos = 0;
+        let mut sequence = 0i64;
+        let mut command: Option<&'static Field> = None;
+        while let Some(tag) = next_tag(buf, &mut pos, end)? {
+            let Some(field) = req.field_by_number(tag.number as u32) else {
+                skip(buf, &mut pos, end, &tag, 0)?;
+                continue;
+            };
+            check_wire_type(req, field, &tag)?;
+            if field.oneof {
+                let range = read_len(buf, &mut pos, end)?;
+                // Another member of the oneof replaces the earlier one; the same member again is
+                // merged into it, as protobuf parsers do.
+                if !command.is_some_and(|c| std::ptr::eq(c, field)) {
+                    self.parts.clear();
+                    command = Some(field);
+                }
+                self.parts.push(range);
+            } else if field.number == 1 {
+                sequence = read_varint_at(buf, &mut pos, end)? as i64;
+            } else {
+                // A basic-information field this module does not use yet: validate and drop.
+                skip(buf, &mut pos, end, &tag, 0)?;
+            }
+        }
+        if let Some(cmd) = command {
+            let msg = cmd.target_message().expect("commands are messages");
+            for i in 0..self.parts.len() {
+                let (start, end) = self.parts[i];
+                self.fields(buf, msg, start, end, 1)?;
+            }
+        }
+        Ok(Request { sequence, command, ops: &self.ops, text: &self.text })
+    }
+
+    /// Emits the ops of the fields of `msg` found in `buf[pos..end]`.
+    fn fields(&mut self, buf: &[u8], msg: &'static Message, mut pos: usize, end: usize, depth: usize) -> Result<(), DecodeError> {
+        while let Some(tag) = next_tag(buf, &mut pos, end)? {
+            let Some(field) = msg.field_by_number(tag.number as u32) else {
+                skip(buf, &mut pos, end, &tag, depth)?;
+                continue;
+            };
+            let flag = if field.repeated { op::REPEATED } else { 0 };
+            let id = u32::from(field.id);
+            if field.repeated && field.kind.is_scalar_number() && tag.wt == WireType::Len {
+                let (start, stop) = read_len(buf, &mut pos, end)?;
+                self.packed(buf, field, start, stop)?;
+                continue;
+            }
+            check_wire_type(msg, field, &tag)?;
+            match field.kind {
+                Kind::Message => {
+                    if depth >= MAX_DEPTH {
+                        return err(DecodeErrorKind::TooDeep, tag.at);
+                    }
+                    let (start, stop) = read_len(buf, &mut pos, end)?;
+                    let target = field.target_message().expect("message fields have a target");
+                    self.ops.push(Op { code: op::OPEN | flag, field: id, num: 0.0, offset: 0, len: 0 });
+                    self.fields(buf, target, start, stop, depth + 1)?;
+                    self.ops.push(Op { code: op::CLOSE, field: id, num: 0.0, offset: 0, len: 0 });
+                }
+                Kind::String | Kind::Bytes => {
+                    let (start, stop) = read_len(buf, &mut pos, end)?;
+                    self.ops.push(Op { code: op::BYTES | flag, field: id, num: 0.0, offset: start, len: stop - start });
+                }
+                _ => {
+                    let v = self.scalar(buf, field.kind, tag.wt, &mut pos, end)?;
+                    self.push_scalar(field, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn packed(&mut self, buf: &[u8], field: &'static Field, mut pos: usize, end: usize) -> Result<(), DecodeError> {
+        let wt = field.kind.wire_type();
+        let size = match wt {
+            WireType::Fixed32 => 4,
+            WireType::Fixed64 => 8,
+            _ => 0,
+        };
+        if size != 0 && (end - pos) % size != 0 {
+            return err(DecodeErrorKind::BadPackedLength(field.kind.name()), pos);
+        }
+        while pos < end {
+            let v = self.scalar(buf, field.kind, wt, &mut pos, end)?;
+            self.push_scalar(field, v);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn scalar(&mut self, buf: &[u8], kind: Kind, wt: WireType, pos: &mut usize, end: usize) -> Result<Scalar, DecodeError> {
+        Ok(match wt {
+            WireType::Varint => scalar_from_varint(kind, read_varint_at(buf, pos, end)?),
+            WireType::Fixed32 => scalar_from_fixed32(kind, read_fixed::<4>(buf, pos, end, wt)?),
+            _ => scalar_from_fixed64(kind, read_fixed::<8>(buf, pos, end, wt)?),
+        })
+    }
+
+    fn push_scalar(&mut self, field: &'static Field, v: Scalar) {
+        let flag = if field.repeated { op::REPEATED } else { 0 };
+        let id = u32::from(field.id);
+        let number = |code, num| Op { code: code | flag, field: id, num, offset: 0, len: 0 };
+        let op = match v {
+            Scalar::Number(n) => number(op::NUMBER, n),
+            Scalar::Bool(b) => number(op::BOOL, if b { 1.0 } else { 0.0 }),
+            Scalar::Signed(n) if (NUMBER_MIN..=NUMBER_MAX).contains(&n) => number(op::NUMBER, n as f64),
+            Scalar::Unsigned(n) if n <= NUMBER_MAX as u64 => number(op::NUMBER, n as f64),
+            Scalar::Signed(n) => self.text_op(flag, id, format_args!("#{n}")),
+            Scalar::Unsigned(n) => self.text_op(flag, id, format_args!("#{n}")),
+        };
+        self.ops.push(op);
+    }
+
+    fn text_op(&mut self, flag: u32, id: u32, text: fmt::Arguments<'_>) -> Op {
+        use std::io::Write as _;
+        let offset = self.text.len();
+        // Writing into a Vec cannot fail.
+        let _ = self.text.write_fmt(text);
+        Op { code: op::TEXT | flag, field: id, num: 0.0, offset, len: self.text.len() - offset }
+    }
+}
+
+fn check_wire_type(msg: &'static Message, field: &'static Field, tag: &Tag) -> Result<(), DecodeError> {
+    let expected = field.kind.wire_type();
+    if tag.wt != expected {
+        return err(
+            DecodeErrorKind::WrongWireType { message: msg.name, field: field.name, expected, got: tag.wt },
+            tag.at,
+        );
+    }
+    Ok(())
+}
+
+/// A reply that could not be encoded. The Lua side names the field; this says what was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The field id does not exist, or does not belong to the message being written.
+    #[error("field does not belong to the message being encoded")]
+    NotInMessage,
+    /// A value of the wrong type for the field.
+    #[error("wrong type for a {0} field")]
+    WrongType(&'static str),
+    /// An integer out of the range of the field's type, or a number with a fractional part.
+    #[error("value out of range for a {0} field")]
+    OutOfRange(&'static str),
+    /// An integer given as a string that does not parse.
+    #[error("not an integer")]
+    BadInteger,
+    /// `close` without `open`, or `finish` with a message still open.
+    #[error("unbalanced nested messages")]
+    Unbalanced,
+}
+
+#[derive(Debug)]
+struct Open {
+    field: &'static Field,
+    /// Index of the one byte reserved for the length.
+    len_at: usize,
+    /// The message whose fields were being written before this one was opened.
+    parent: &'static Message,
+}
+
+/// Encodes `PubSubResp` messages field by field, as the Lua side walks a reply table.
+///
+/// proto3 rules: singular fields outside a oneof are left out when they hold their default value;
+/// oneof members are always written; repeated numbers are packed.
+#[derive(Debug)]
+pub struct ReplyEncoder {
+    buf: Vec<u8>,
+    stack: Vec<Open>,
+    current: &'static Message,
+}
+
+impl Default for ReplyEncoder {
+    fn default() -> Self {
+        ReplyEncoder { buf: Vec::new(), stack: Vec::new(), current: schema::response() }
+    }
+}
+
+impl ReplyEncoder {
+    /// An encoder with an empty buffer.
+    pub fn new() -> ReplyEncoder {
+        ReplyEncoder::default()
+    }
+
+    /// Starts a `PubSubResp` with this sequence, dropping anything half-written before.
+    pub fn begin(&mut self, sequence: i64) {
+        self.buf.clear();
+        self.stack.clear();
+        self.current = schema::response();
+        if sequence != 0 {
+            wire::put_tag(&mut self.buf, 1, WireType::Varint);
+            wire::put_varint(&mut self.buf, sequence as u64);
+        }
+    }
+
+    /// The field with this id, if a value for it may be written now: a field of the message being
+    /// written, or, inside an open packed array, that array's field only.
+    fn field(&self, id: u32) -> Result<&'static Field, EncodeError> {
+        let field = schema::FIELDS.get(id as usize).ok_or(EncodeError::NotInMessage)?;
+        let allowed = match self.stack.last() {
+            Some(open) if open.field.kind != Kind::Message => std::ptr::eq(open.field, field),
+            _ => std::ptr::eq(&schema::MESSAGES[usize::from(field.owner)], self.current),
+        };
+        if allowed {
+            Ok(field)
+        } else {
+            Err(EncodeError::NotInMessage)
+        }
+    }
+
+    /// True when values go into an open packed array: no tag before each one.
+    fn in_packed(&self, field: &'static Field) -> bool {
+        self.stack.last().is_some_and(|o| std::ptr::eq(o.field, field) && field.kind != Kind::Message)
+    }
+
+    fn skip_default(&self, field: &'static Field, is_default: bool) -> bool {
+        is_default && !field.oneof && !field.repeated
+    }
+
+    fn scalar_tag(&mut self, field: &'static Field) {
+        if !self.in_packed(field) {
+            wire::put_tag(&mut self.buf, field.number, field.kind.wire_type());
+        }
+    }
+
+    /// Writes a signed integer into an integer, enum, float or double field.
+    pub fn put_int(&mut self, id: u32, v: i64) -> Result<(), EncodeError> {
+        let field = self.field(id)?;
+        let k = field.kind;
+        let out_of_range = || EncodeError::OutOfRange(k.name());
+        let in32 = |v: i64| i32::try_from(v).map_err(|_| out_of_range());
+        let inu32 = |v: i64| u32::try_from(v).map_err(|_| out_of_range());
+        let inu64 = |v: i64| u64::try_from(v).map_err(|_| out_of_range());
+        // Validate first, so a bad value writes nothing.
+        enum W {
+            Varint(u64),
+            F32([u8; 4]),
+            F64([u8; 8]),
+        }
+        let w = match k {
+            Kind::Int32 | Kind::Enum => W::Varint(in32(v)? as i64 as u64),
+            Kind::Int64 => W::Varint(v as u64),
+            Kind::Uint32 => W::Varint(u64::from(inu32(v)?)),
+            Kind::Uint64 => W::Varint(inu64(v)?),
+            Kind::Sint32 => W::Varint(wire::zigzag(i64::from(in32(v)?))),
+            Kind::Sint64 => W::Varint(wire::zigzag(v)),
+            Kind::Fixed32 => W::F32(inu32(v)?.to_le_bytes()),
+            Kind::Sfixed32 => W::F32(in32(v)?.to_le_bytes()),
+            Kind::Fixed64 => W::F64(inu64(v)?.to_le_bytes()),
+            Kind::Sfixed64 => W::F64(v.to_le_bytes()),
+            Kind::Float => W::F32((v as f32).to_le_bytes()),
+            Kind::Double => W::F64((v as f64).to_le_bytes()),
+            Kind::Bool | Kind::String | Kind::Bytes | Kind::Message => return Err(EncodeError::WrongType(k.name())),
+        };
+        if self.skip_default(field, v == 0) {
+            return Ok(());
+        }
+        self.scalar_tag(field);
+        match w {
+            W::Varint(x) => wire::put_varint(&mut self.buf, x),
+            W::F32(b) => self.buf.extend_from_slice(&b),
+            W::F64(b) => self.buf.extend_from_slice(&b),
+        }
+        Ok(())
+    }
+
+    /// Writes an unsigned integer (for values above `i64::MAX`, which only unsigned fields hold).
+    pub fn put_uint(&mut self, id: u32, v: u64) -> Result<(), EncodeError> {
+        match i64::try_from(v) {
+            Ok(v) => self.put_int(id, v),
+            Err(_) => {
+                let field = self.field(id)?;
+                match field.kind {
+                    Kind::Uint64 => {
+                        self.scalar_tag(field);
+                        wire::put_varint(&mut self.buf, v);
+                        Ok(())
+                    }
+                    Kind::Fixed64 => {
+                        self.scalar_tag(field);
+                        self.buf.extend_from_slice(&v.to_le_bytes());
+                        Ok(())
+                    }
+                    Kind::Float | Kind::Double => self.put_number(id, v as f64),
+                    Kind::Bool | Kind::String | Kind::Bytes | Kind::Message => Err(EncodeError::WrongType(field.kind.name())),
+                    k => Err(EncodeError::OutOfRange(k.name())),
+                }
+            }
+        }
+    }
+
+    /// Writes a Lua number: as is into float/double fields, as an integer into integer fields when it
+    /// has no fractional part and fits.
+    pub fn put_number(&mut self, id: u32, v: f64) -> Result<(), EncodeError> {
+        let field = self.field(id)?;
+        match field.kind {
+            Kind::Double => {
+                if self.skip_default(field, v.to_bits() == 0) {
+                    return Ok(());
+                }
+                self.scalar_tag(field);
+                self.buf.extend_from_slice(&v.to_le_bytes());
+                Ok(())
+            }
+            Kind::Float => {
+                if self.skip_default(field, v.to_bits() == 0) {
+                    return Ok(());
+                }
+                self.scalar_tag(field);
+                self.buf.extend_from_slice(&(v as f32).to_le_bytes());
+                Ok(())
+            }
+            Kind::Bool | Kind::String | Kind::Bytes | Kind::Message => Err(EncodeError::WrongType(field.kind.name())),
+            k => {
+                // 2^63 and 2^64 are exact doubles; the casts below are exact inside these bounds.
+                if v.fract() != 0.0 || !v.is_finite() {
+                    Err(EncodeError::OutOfRange(k.name()))
+                } else if (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&v) {
+                    self.put_int(id, v as i64)
+                } else if (0.0..1.844_674_407_370_955_2e19).contains(&v) {
+                    self.put_uint(id, v as u64)
+                } else {
+                    Err(EncodeError::OutOfRange(k.name()))
+                }
+            }
+        }
+    }
+
+    /// Writes an integer given as text: `"30"`, `"-1"`, or lua-protobuf's `"#<digits>"` / `"#-<digits>"`.
+    pub fn put_int_text(&mut self, id: u32, text: &[u8]) -> Result<(), EncodeError> {
+        let digits = text.strip_prefix(b"#").unwrap_or(text);
+        let unsigned = digits.strip_prefix(b"-").unwrap_or(digits);
+        if unsigned.is_empty() || !unsigned.iter().all(u8::is_ascii_digit) {
+            return Err(EncodeError::BadInteger);
+        }
+        // All ASCII digits, so this is UTF-8.
+        let s = std::str::from_utf8(digits).map_err(|_| EncodeError::BadInteger)?;
+        if let Ok(v) = s.parse::<i64>() {
+            self.put_int(id, v)
+        } else if let Ok(v) = s.parse::<u64>() {
+            self.put_uint(id, v)
+        } else {
+            Err(EncodeError::OutOfRange(self.field(id)?.kind.name()))
+        }
+    }
+
+    /// Writes a boolean field.
+    pub fn put_bool(&mut self, id: u32, v: bool) -> Result<(), EncodeError> {
+        let field = self.field(id)?;
+        if field.kind != Kind::Bool {
+            return Err(EncodeError::WrongType(field.kind.name()));
+        }
+        if self.skip_default(field, !v) {
+            return Ok(());
+        }
+        self.scalar_tag(field);
+        self.buf.push(u8::from(v));
+        Ok(())
+    }
+
+    /// Writes a string or bytes field.
+    pub fn put_bytes(&mut self, id: u32, v: &[u8]) -> Result<(), EncodeError> {
+        let field = self.field(id)?;
+        if !matches!(field.kind, Kind::String | Kind::Bytes) || self.in_packed(field) {
+            return Err(EncodeError::WrongType(field.kind.name()));
+        }
+        if self.skip_default(field, v.is_empty()) {
+            return Ok(());
+        }
+        wire::put_tag(&mut self.buf, field.number, WireType::Len);
+        wire::put_varint(&mut self.buf, v.len() as u64);
+        self.buf.extend_from_slice(v);
+        Ok(())
+    }
+
+    /// Opens a nested message field, or the packed array of a repeated number field. The values
+    /// that follow go into it until [`ReplyEncoder::close`].
+    pub fn open(&mut self, id: u32) -> Result<(), EncodeError> {
+        let field = self.field(id)?;
+        let packed = field.repeated && field.kind.is_scalar_number();
+        if field.kind != Kind::Message && !packed {
+            return Err(EncodeError::WrongType(field.kind.name()));
+        }
+        if self.in_packed(field) {
+            return Err(EncodeError::WrongType(field.kind.name()));
+        }
+        wire::put_tag(&mut self.buf, field.number, WireType::Len);
+        self.buf.push(0);
+        self.stack.push(Open { field, len_at: self.buf.len() - 1, parent: self.current });
+        if let Some(target) = field.target_message() {
+            self.current = target;
+        }
+        Ok(())
+    }
+
+    /// Closes the innermost [`ReplyEncoder::open`] and writes its length.
+    pub fn close(&mut self) -> Result<(), EncodeError> {
+        let open = self.stack.pop().ok_or(EncodeError::Unbalanced)?;
+        self.current = open.parent;
+        let body = open.len_at + 1;
+        let len = self.buf.len() - body;
+        let n = wire::varint_len(len as u64);
+        if n > 1 {
+            let old = self.buf.len();
+            self.buf.resize(old + n - 1, 0);
+            self.buf.copy_within(body..old, body + n - 1);
+        }
+        let mut tmp = Vec::with_capacity(10);
+        wire::put_varint(&mut tmp, len as u64);
+        self.buf[open.len_at..open.len_at + n].copy_from_slice(&tmp);
+        // An empty packed array is no array at all.
+        if len == 0 && open.field.kind != Kind::Message {
+            let tag_len = wire::varint_len((u64::from(open.field.number) << 3) | 2);
+            self.buf.truncate(open.len_at - tag_len);
+        }
+        Ok(())
+    }
+
+    /// The finished `PubSubResp` bytes.
+    pub fn finish(&self) -> Result<&[u8], EncodeError> {
+        if self.stack.is_empty() {
+            Ok(&self.buf)
+        } else {
+            Err(EncodeError::Unbalanced)
+        }
+    }
+
+    /// Encodes `error_resp {code, message}` with this sequence.
+    pub fn error_reply(&mut self, sequence: i64, code: i32, message: &[u8]) -> &[u8] {
+        let ids = ErrorIds::get();
+        self.begin(sequence);
+        // The ids come from the schema; these writes cannot fail.
+        let _ = self.open(ids.reply);
+        let _ = self.put_int(ids.code, i64::from(code));
+        let _ = self.put_bytes(ids.message, message);
+        let _ = self.close();
+        &self.buf
+    }
+}
+
+struct ErrorIds {
+    reply: u32,
+    code: u32,
+    message: u32,
+}
+
+impl ErrorIds {
+    fn get() -> &'static ErrorIds {
+        static IDS: std::sync::OnceLock<ErrorIds> = std::sync::OnceLock::new();
+        IDS.get_or_init(|| {
+            let reply = schema::response().field_by_name("error_resp").expect("PubSubResp.error_resp");
+            let msg = reply.target_message().expect("ErrorResp");
+            ErrorIds {
+                reply: u32::from(reply.id),
+                code: u32::from(msg.field_by_name("code").expect("ErrorResp.code").id),
+                message: u32::from(msg.field_by_name("message").expect("ErrorResp.message").id),
+            }
+        })
+    }
+}
