@@ -35,7 +35,7 @@ if (($ENV{TEST_NGINX_RUNNER} || '') ne 'bundled' && eval { require Test::Nginx::
 }
 
 our $LuaPaths = <<_EOC_;
-    lua_package_path "$root/t/lib/?.lua;$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_package_path "$root/t/lib/?.lua;$root/t/?.lua;$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "$lib_dir/lib?.so;;";
 _EOC_
 
