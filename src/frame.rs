@@ -244,6 +244,9 @@ pub struct Decoder {
     fragmented: Option<Opcode>,
     /// The reassembled message was handed out: clear it on the next call.
     message_done: bool,
+    /// How much of a fragmented text message is known to be valid UTF-8 (checked per fragment, so
+    /// invalid text fails at once, not when the message completes).
+    text_checked: usize,
     failed: Option<ProtocolError>,
 }
 
@@ -263,6 +266,7 @@ impl Decoder {
             message: Vec::new(),
             fragmented: None,
             message_done: false,
+            text_checked: 0,
             failed: None,
         }
     }
@@ -308,6 +312,7 @@ impl Decoder {
         if self.message_done {
             self.message.clear();
             self.message_done = false;
+            self.text_checked = 0;
         }
     }
 
@@ -436,10 +441,12 @@ impl Decoder {
                     self.fragmented = Some(h.opcode);
                     self.message.extend_from_slice(&self.buf[h.len..end]);
                     self.buf.advance(end);
+                    self.check_text_so_far()?;
                 }
                 Opcode::Continuation => {
                     self.message.extend_from_slice(&self.buf[h.len..end]);
                     self.buf.advance(end);
+                    self.check_text_so_far()?;
                     if h.fin {
                         let opcode = self.fragmented.take().expect("checked by header()");
                         self.message_done = true;
@@ -452,6 +459,20 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// Fails a fragmented text message as soon as it holds a byte sequence that no continuation
+    /// can make valid UTF-8.
+    fn check_text_so_far(&mut self) -> Result<(), ProtocolError> {
+        if self.fragmented != Some(Opcode::Text) {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.message[self.text_checked..]) {
+            Ok(_) => self.text_checked = self.message.len(),
+            Err(e) if e.error_len().is_some() => return Err(ProtocolError::InvalidText),
+            Err(e) => self.text_checked += e.valid_up_to(),
+        }
+        Ok(())
     }
 
     fn event(&self, found: Found) -> Result<Event<'_>, ProtocolError> {
@@ -572,4 +593,248 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     encode_header(out, true, Opcode::Close, 2 + end);
     out.extend_from_slice(&code.to_be_bytes());
     out.extend_from_slice(&reason.as_bytes()[..end]);
+}
+
+/// Builds a masked client frame (for tests and fuzzing seeds).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0f));
+    match payload.len() {
+        0..=125 => out.push(0x80 | payload.len() as u8),
+        126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn decoder() -> Decoder {
+        Decoder::new(Limits::default())
+    }
+
+    fn one(bytes: &[u8]) -> Result<Poll<'static>, ProtocolError> {
+        // Leaked so the event can outlive the call; tests only.
+        let d: &'static mut Decoder = Box::leak(Box::new(decoder()));
+        d.feed(bytes);
+        d.poll()
+    }
+
+    fn err_of(bytes: &[u8]) -> ProtocolError {
+        one(bytes).expect_err("a protocol error")
+    }
+
+    #[test]
+    fn all_three_length_forms() {
+        for len in [0usize, 1, 125, 126, 127, 65535] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut d = decoder();
+            d.feed(&client_frame(true, 2, &payload, M));
+            assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(&payload))), "len {len}");
+        }
+        let payload = vec![7u8; 70000];
+        let mut d = Decoder::new(Limits { max_payload_len: 70000, max_message_len: 70000 });
+        d.feed(&client_frame(true, 2, &payload, M));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(&payload))));
+    }
+
+    #[test]
+    fn says_how_much_more_it_needs() {
+        let frame = client_frame(true, 2, b"hello", M);
+        let mut d = decoder();
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(2)));
+        d.feed(&frame[..1]);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(1)));
+        d.feed(&frame[1..2]);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(4)));
+        d.feed(&frame[2..6]);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(5)));
+        d.feed(&frame[6..]);
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(b"hello"))));
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(2)));
+        assert!(!d.is_mid_message());
+    }
+
+    #[test]
+    fn waiting_words_what_is_missing() {
+        let mut d = decoder();
+        assert_eq!(d.waiting().describe(), "the first 2 bytes");
+        d.feed(&[0x82, 0x80 | 126]);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(2)));
+        assert_eq!(d.waiting(), Waiting::ShortLength);
+        let mut d = decoder();
+        d.feed(&[0x82, 0x80 | 127, 0]);
+        assert_eq!(d.waiting(), Waiting::LongLength);
+        let mut d = decoder();
+        d.feed(&[0x82, 0x85, 1]);
+        assert_eq!(d.waiting(), Waiting::MaskAndPayload);
+        assert!(d.is_mid_message());
+    }
+
+    #[test]
+    fn rejects_top_bit_in_64_bit_length() {
+        let mut f = vec![0x82, 0x80 | 127];
+        f.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        assert_eq!(err_of(&f), ProtocolError::LengthTopBit);
+        assert_eq!(ProtocolError::LengthTopBit.close_code(), 1002);
+    }
+
+    #[test]
+    fn requires_mask() {
+        assert_eq!(err_of(&[0x82, 0x01, b'x']), ProtocolError::Unmasked);
+    }
+
+    #[test]
+    fn rejects_rsv_bits_and_reserved_opcodes() {
+        for rsv in [0x40, 0x20, 0x10] {
+            assert_eq!(err_of(&[0x82 | rsv, 0x80, 0, 0, 0, 0]), ProtocolError::ReservedBits);
+        }
+        for op in 3..=7u8 {
+            assert_eq!(err_of(&client_frame(true, op, b"", M)), ProtocolError::ReservedDataOpcode(op));
+        }
+        for op in 0xB..=0xFu8 {
+            assert_eq!(err_of(&client_frame(true, op, b"", M)), ProtocolError::ReservedControlOpcode(op));
+        }
+    }
+
+    #[test]
+    fn rejects_long_or_fragmented_control_frames() {
+        assert_eq!(err_of(&client_frame(true, 9, &[0; 126], M)), ProtocolError::ControlTooLong);
+        assert_eq!(err_of(&client_frame(false, 9, b"x", M)), ProtocolError::FragmentedControl);
+        assert_eq!(err_of(&client_frame(false, 8, b"", M)), ProtocolError::FragmentedControl);
+        // 125 is the largest control payload.
+        let mut d = decoder();
+        d.feed(&client_frame(true, 9, &[1; 125], M));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Ping(&[1; 125]))));
+    }
+
+    #[test]
+    fn continuation_rules() {
+        assert_eq!(err_of(&client_frame(true, 0, b"x", M)), ProtocolError::UnexpectedContinuation);
+        let mut s = client_frame(false, 2, b"a", M);
+        s.extend(client_frame(true, 1, b"b", M));
+        assert_eq!(err_of(&s), ProtocolError::UnfinishedMessage);
+    }
+
+    #[test]
+    fn reassembles_with_control_frames_between_fragments() {
+        let mut s = client_frame(false, 1, "héllo ".as_bytes(), M);
+        s.extend(client_frame(true, 9, b"p1", M));
+        s.extend(client_frame(false, 0, b"wor", M));
+        s.extend(client_frame(true, 10, b"", M));
+        s.extend(client_frame(true, 0, b"ld", M));
+        s.extend(client_frame(true, 2, b"next", M));
+        let mut d = decoder();
+        d.feed(&s);
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Ping(b"p1"))));
+        assert!(d.is_mid_message());
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Pong(b""))));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Text("héllo world"))));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(b"next"))));
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(2)));
+    }
+
+    #[test]
+    fn enforces_payload_limit_before_payload_arrives() {
+        let limits = Limits { max_payload_len: 10, max_message_len: 15 };
+        let mut d = Decoder::new(limits);
+        let f = client_frame(true, 2, &[0; 10], M);
+        d.feed(&f);
+        assert!(matches!(d.poll(), Ok(Poll::Event(Event::Binary(_)))));
+        let mut d = Decoder::new(limits);
+        // Only the header of an 11-byte frame: refused at once.
+        d.feed(&client_frame(true, 2, &[0; 11], M)[..6]);
+        let e = d.poll().unwrap_err();
+        assert_eq!(e, ProtocolError::PayloadTooBig { len: 11, max: 10 });
+        assert_eq!(e.close_code(), 1009);
+        // The decoder stays failed.
+        assert_eq!(d.poll().unwrap_err(), e);
+        // The default is lua-resty-websocket's 65535, inclusive.
+        assert_eq!(Limits::default().max_payload_len, 65535);
+        let mut f = vec![0x82, 0x80 | 127];
+        f.extend_from_slice(&65536u64.to_be_bytes());
+        assert!(matches!(err_of(&f), ProtocolError::PayloadTooBig { len: 65536, .. }));
+    }
+
+    #[test]
+    fn enforces_message_limit() {
+        let mut d = Decoder::new(Limits { max_payload_len: 10, max_message_len: 15 });
+        let mut s = client_frame(false, 2, &[0; 10], M);
+        s.extend(client_frame(true, 0, &[0; 6], M));
+        d.feed(&s);
+        let e = d.poll().unwrap_err();
+        assert_eq!(e, ProtocolError::MessageTooBig { len: 16, max: 15 });
+        assert_eq!(e.close_code(), 1009);
+    }
+
+    #[test]
+    fn validates_close_frames() {
+        assert_eq!(one(&client_frame(true, 8, b"", M)), Ok(Poll::Event(Event::Close(None))));
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(b"bye");
+        assert_eq!(one(&client_frame(true, 8, &p, M)), Ok(Poll::Event(Event::Close(Some((1000, "bye"))))));
+        assert_eq!(err_of(&client_frame(true, 8, &[3], M)), ProtocolError::CloseOneByte);
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(err_of(&client_frame(true, 8, &code.to_be_bytes(), M)), ProtocolError::BadCloseCode(code));
+        }
+        for code in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert!(one(&client_frame(true, 8, &code.to_be_bytes(), M)).is_ok(), "{code}");
+        }
+        let e = err_of(&client_frame(true, 8, &[0x03, 0xe8, 0xff, 0xfe], M));
+        assert_eq!((e, e.close_code()), (ProtocolError::InvalidCloseReason, 1007));
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_text() {
+        let e = err_of(&client_frame(true, 1, &[0xc3, 0x28], M));
+        assert_eq!((e, e.close_code()), (ProtocolError::InvalidText, 1007));
+        // Split inside a character across fragments is fine.
+        let mut s = client_frame(false, 1, &[0xc3], M);
+        s.extend(client_frame(true, 0, &[0xa9], M));
+        assert_eq!(one(&s), Ok(Poll::Event(Event::Text("é"))));
+    }
+
+    #[test]
+    fn unmask_matches_bytewise_xor_at_every_length() {
+        for len in 0..80 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut fast = data.clone();
+            unmask(&mut fast, M);
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ M[i % 4]).collect();
+            assert_eq!(fast, slow, "len {len}");
+        }
+    }
+
+    #[test]
+    fn encodes_server_frames() {
+        for (len, hdr) in [(0usize, 2usize), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let mut out = Vec::new();
+            encode_frame(&mut out, Opcode::Binary, &vec![1; len]);
+            assert_eq!(out.len(), hdr + len);
+            assert_eq!(header_len(len), hdr);
+            assert_eq!(out[0], 0x82);
+            assert_eq!(out[1] & 0x80, 0, "server frames are unmasked");
+        }
+        let mut out = Vec::new();
+        encode_message(&mut out, Opcode::Binary, b"abcdefg", Some(3));
+        assert_eq!(out, [0x02, 3, b'a', b'b', b'c', 0x00, 3, b'd', b'e', b'f', 0x80, 1, b'g']);
+        let mut out = Vec::new();
+        encode_close(&mut out, 1002, "");
+        assert_eq!(out, [0x88, 2, 0x03, 0xea]);
+        let mut out = Vec::new();
+        encode_close(&mut out, 1000, &"é".repeat(100));
+        assert!(out.len() <= 127 && std::str::from_utf8(&out[4..]).is_ok());
+    }
 }

@@ -751,3 +751,286 @@ impl ErrorIds {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto;
+    use prost::Message as _;
+
+    fn field_id(msg: &str, name: &str) -> u32 {
+        let m = schema::MESSAGES.iter().find(|m| m.name == msg).unwrap();
+        u32::from(m.field_by_name(name).unwrap().id)
+    }
+
+    fn name_of(op: &Op) -> &'static str {
+        schema::FIELDS[op.field as usize].name
+    }
+
+    fn ping(seq: i64, state: &[u8]) -> Vec<u8> {
+        proto::PubSubReq { sequence: seq, req: Some(proto::pub_sub_req::Req::CmdPing(proto::CmdPing { state: state.to_vec() })) }
+            .encode_to_vec()
+    }
+
+    #[test]
+    fn decodes_a_ping() {
+        let buf = ping(7, b"hi");
+        let mut d = RequestDecoder::new();
+        let r = d.decode(&buf).unwrap();
+        assert_eq!(r.sequence, 7);
+        assert_eq!(r.command.unwrap().name, "cmd_ping");
+        assert_eq!(r.ops.len(), 1);
+        let op = r.ops[0];
+        assert_eq!((op.code, name_of(&op)), (op::BYTES, "state"));
+        assert_eq!(&buf[op.offset..op.offset + op.len], b"hi");
+    }
+
+    #[test]
+    fn absent_fields_are_defaults_and_no_command_is_none() {
+        let mut d = RequestDecoder::new();
+        let r = d.decode(b"").unwrap();
+        assert_eq!((r.sequence, r.command.is_none(), r.ops.len()), (0, true, 0));
+        let r = d.decode(&ping(0, b"")).unwrap();
+        assert_eq!(r.command.unwrap().name, "cmd_ping");
+        assert!(r.ops.is_empty(), "state absent: the Lua side fills the proto3 default");
+    }
+
+    #[test]
+    fn int64_keeps_64_bits() {
+        for seq in [i64::MAX, i64::MIN, -1, 1 << 53 | 1] {
+            let mut d = RequestDecoder::new();
+            assert_eq!(d.decode(&ping(seq, b"")).unwrap().sequence, seq);
+        }
+    }
+
+    #[test]
+    fn skips_unknown_fields_of_every_wire_type() {
+        let mut buf = Vec::new();
+        for (num, wt, body) in [
+            (5u32, WireType::Varint, vec![0x96, 0x01]),
+            (6, WireType::Fixed64, vec![1; 8]),
+            (7, WireType::Len, vec![2, b'x', b'y']),
+            (8, WireType::Fixed32, vec![1; 4]),
+            (99, WireType::StartGroup, {
+                let mut g = vec![0x08, 0x01];
+                wire::put_tag(&mut g, 99, WireType::EndGroup);
+                g
+            }),
+        ] {
+            wire::put_tag(&mut buf, num, wt);
+            buf.extend(body);
+        }
+        buf.extend(ping(3, b"s"));
+        let mut d = RequestDecoder::new();
+        let r = d.decode(&buf).unwrap();
+        assert_eq!((r.sequence, r.command.unwrap().name, r.ops.len()), (3, "cmd_ping", 1));
+    }
+
+    #[test]
+    fn cut_off_tag_at_the_end_ends_quietly() {
+        // The seed's TEST 8: '!' is field 4, 64-bit; it swallows 8 bytes, then a tag varint is cut off.
+        let mut d = RequestDecoder::new();
+        let r = d.decode("!@#$%^&*中文".as_bytes()).unwrap();
+        assert_eq!((r.sequence, r.command.is_none()), (0, true));
+        let mut buf = ping(9, b"x");
+        buf.push(0x80);
+        assert_eq!(d.decode(&buf).unwrap().sequence, 9);
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_with_an_offset() {
+        let mut d = RequestDecoder::new();
+        let cases: &[(&[u8], &str)] = &[
+            (&[0x08], "truncated varint at offset 1"),
+            (&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], "invalid varint (more than 10 bytes) at offset 1"),
+            (&[0x0a, 0x00], "field 'sequence' of PubSubReq expects a varint value, got length-delimited at offset 0"),
+            (&[0x82, 0x02, 0x05, 0x0a], "length 5 runs past the end of the message at offset 2"),
+            (&[0x82, 0x02, 0x02, 0x08, 0x01], "field 'state' of CmdPing expects a length-delimited value, got varint at offset 3"),
+            (&[0x82, 0x02, 0x02, 0x0a, 0x05], "length 5 runs past the end of the message at offset 4"),
+            (&[0x0f], "invalid wire type 7 at offset 0"),
+            (&[0x00], "invalid field number 0 at offset 0"),
+            (&[0x31, 1, 2, 3], "truncated 64-bit value at offset 1"),
+            (&[0x2c], "end-group without a start-group at offset 0"),
+            (&[0x2b, 0x08, 0x01], "unterminated group at offset 0"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(d.decode(input).unwrap_err().to_string(), *want, "{input:x?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_oneof_members_last_one_wins_and_same_member_merges() {
+        let mut buf = Vec::new();
+        wire::put_tag(&mut buf, 31, WireType::Len);
+        buf.push(0);
+        buf.extend(ping(1, b"a"));
+        let mut d = RequestDecoder::new();
+        assert_eq!(d.decode(&buf).unwrap().command.unwrap().name, "cmd_ping");
+        let mut buf2 = ping(1, b"a");
+        wire::put_tag(&mut buf2, 31, WireType::Len);
+        buf2.push(0);
+        let r = d.decode(&buf2).unwrap();
+        assert_eq!((r.command.unwrap().name, r.ops.len()), ("cmd_empty", 0));
+        // cmd_kafka_fetch twice: both parts decoded, so the later topic wins in Lua and partition stays.
+        let fetch = |topic: &str, partition: i32| {
+            proto::PubSubReq {
+                sequence: 0,
+                req: Some(proto::pub_sub_req::Req::CmdKafkaFetch(proto::CmdKafkaFetch { topic: topic.into(), partition, offset: 0 })),
+            }
+            .encode_to_vec()
+        };
+        let mut buf3 = fetch("t1", 5);
+        buf3.extend(fetch("t2", 0));
+        let r = d.decode(&buf3).unwrap();
+        let names: Vec<_> = r.ops.iter().map(name_of).collect();
+        assert_eq!(names, ["topic", "partition", "topic"]);
+    }
+
+    #[test]
+    fn int64_params_follow_int64_as_string() {
+        let cases = [
+            (0i64, None, Some(0.0)),
+            (-2147483648, None, Some(-2147483648.0)),
+            (4294967295, None, Some(4294967295.0)),
+            (4294967296, Some("#4294967296"), None),
+            (-2147483649, Some("#-2147483649"), None),
+            (-1, None, Some(-1.0)),
+            (i64::MAX, Some("#9223372036854775807"), None),
+        ];
+        for (v, text, num) in cases {
+            let buf = proto::PubSubReq {
+                sequence: 1,
+                req: Some(proto::pub_sub_req::Req::CmdKafkaListOffset(proto::CmdKafkaListOffset {
+                    topic: String::new(),
+                    partition: 0,
+                    timestamp: v,
+                })),
+            }
+            .encode_to_vec();
+            let mut d = RequestDecoder::new();
+            let r = d.decode(&buf).unwrap();
+            let ops: Vec<Op> = r.ops.to_vec();
+            let text_buf = r.text.to_vec();
+            if v == 0 {
+                assert!(ops.is_empty());
+                continue;
+            }
+            let op = ops[0];
+            assert_eq!(name_of(&op), "timestamp");
+            match (text, num) {
+                (Some(t), _) => {
+                    assert_eq!(op.code, op::TEXT);
+                    assert_eq!(&text_buf[op.offset..op.offset + op.len], t.as_bytes());
+                }
+                (_, Some(n)) => assert_eq!((op.code, op.num), (op::NUMBER, n)),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // Unknown field 5 nested as groups deeper than the limit.
+        let mut buf = Vec::new();
+        for _ in 0..40 {
+            wire::put_tag(&mut buf, 5, WireType::StartGroup);
+        }
+        for _ in 0..40 {
+            wire::put_tag(&mut buf, 5, WireType::EndGroup);
+        }
+        let mut d = RequestDecoder::new();
+        assert!(d.decode(&buf).unwrap_err().to_string().starts_with("messages nested deeper than 32"));
+    }
+
+    #[test]
+    fn encodes_a_pong_like_prost() {
+        let mut e = ReplyEncoder::new();
+        e.begin(5);
+        e.open(field_id("PubSubResp", "pong_resp")).unwrap();
+        e.put_bytes(field_id("PongResp", "state"), b"abc").unwrap();
+        e.close().unwrap();
+        let want = proto::PubSubResp { sequence: 5, resp: Some(proto::pub_sub_resp::Resp::PongResp(proto::PongResp { state: b"abc".to_vec() })) };
+        assert_eq!(e.finish().unwrap(), want.encode_to_vec());
+    }
+
+    #[test]
+    fn encodes_errors_and_skips_defaults() {
+        let mut e = ReplyEncoder::new();
+        let got = e.error_reply(-3, 0, b"wrong command").to_vec();
+        let want = proto::PubSubResp {
+            sequence: -3,
+            resp: Some(proto::pub_sub_resp::Resp::ErrorResp(proto::ErrorResp { code: 0, message: "wrong command".into() })),
+        };
+        assert_eq!(got, want.encode_to_vec());
+        // An empty oneof member is still written.
+        let got = e.error_reply(0, 0, b"").to_vec();
+        assert_eq!(got, [0xfa, 0x01, 0x00]);
+    }
+
+    #[test]
+    fn encodes_nested_repeated_and_long_messages() {
+        let big = vec![9u8; 300];
+        let mut e = ReplyEncoder::new();
+        e.begin(1);
+        e.open(field_id("PubSubResp", "kafka_fetch_resp")).unwrap();
+        for off in [1i64, 1 << 40] {
+            e.open(field_id("KafkaFetchResp", "messages")).unwrap();
+            e.put_int(field_id("KafkaMessage", "offset"), off).unwrap();
+            e.put_int_text(field_id("KafkaMessage", "timestamp"), b"#-5").unwrap();
+            e.put_bytes(field_id("KafkaMessage", "value"), &big).unwrap();
+            e.close().unwrap();
+        }
+        e.close().unwrap();
+        let want = proto::PubSubResp {
+            sequence: 1,
+            resp: Some(proto::pub_sub_resp::Resp::KafkaFetchResp(proto::KafkaFetchResp {
+                messages: [1i64, 1 << 40]
+                    .iter()
+                    .map(|&offset| proto::KafkaMessage { offset, timestamp: -5, key: vec![], value: big.clone() })
+                    .collect(),
+            })),
+        };
+        assert_eq!(e.finish().unwrap(), want.encode_to_vec());
+    }
+
+    #[test]
+    fn encoder_rejects_bad_values_and_misplaced_fields() {
+        let mut e = ReplyEncoder::new();
+        e.begin(0);
+        let code = field_id("ErrorResp", "code");
+        assert_eq!(e.put_int(code, 1), Err(EncodeError::NotInMessage));
+        e.open(field_id("PubSubResp", "error_resp")).unwrap();
+        assert_eq!(e.put_int(code, 1 << 40), Err(EncodeError::OutOfRange("int32")));
+        assert_eq!(e.put_number(code, 1.5), Err(EncodeError::OutOfRange("int32")));
+        assert_eq!(e.put_bytes(code, b"x"), Err(EncodeError::WrongType("int32")));
+        assert_eq!(e.put_bool(code, true), Err(EncodeError::WrongType("int32")));
+        assert_eq!(e.put_int_text(code, b"12x"), Err(EncodeError::BadInteger));
+        assert_eq!(e.put_int_text(code, b"+1"), Err(EncodeError::BadInteger));
+        assert_eq!(e.put_int_text(code, b""), Err(EncodeError::BadInteger));
+        assert_eq!(e.put_int_text(code, b"99999999999999999999999"), Err(EncodeError::OutOfRange("int32")));
+        assert_eq!(e.put_number(code, f64::NAN), Err(EncodeError::OutOfRange("int32")));
+        assert_eq!(e.finish(), Err(EncodeError::Unbalanced));
+        e.close().unwrap();
+        assert_eq!(e.close(), Err(EncodeError::Unbalanced));
+        assert_eq!(e.put_int(9999, 1), Err(EncodeError::NotInMessage));
+    }
+
+    #[test]
+    fn int64_text_forms_agree() {
+        let off = field_id("KafkaListOffsetResp", "offset");
+        let encode = |f: &dyn Fn(&mut ReplyEncoder) -> Result<(), EncodeError>| {
+            let mut e = ReplyEncoder::new();
+            e.begin(0);
+            e.open(field_id("PubSubResp", "kafka_list_offset_resp")).unwrap();
+            f(&mut e).unwrap();
+            e.close().unwrap();
+            e.finish().unwrap().to_vec()
+        };
+        let a = encode(&|e| e.put_int(off, -1));
+        assert_eq!(a, encode(&|e| e.put_int_text(off, b"-1")));
+        assert_eq!(a, encode(&|e| e.put_int_text(off, b"#-1")));
+        assert_eq!(a, encode(&|e| e.put_number(off, -1.0)));
+        let b = encode(&|e| e.put_int(off, i64::MAX));
+        assert_eq!(b, encode(&|e| e.put_int_text(off, b"#9223372036854775807")));
+    }
+}

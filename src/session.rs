@@ -276,3 +276,152 @@ pub fn preview(out: &mut String, text: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::client_frame;
+    use crate::proto;
+    use prost::Message as _;
+
+    const M: [u8; 4] = [1, 2, 3, 4];
+
+    fn ping_req(seq: i64, state: &[u8]) -> Vec<u8> {
+        let req = proto::PubSubReq { sequence: seq, req: Some(proto::pub_sub_req::Req::CmdPing(proto::CmdPing { state: state.to_vec() })) };
+        client_frame(true, 2, &req.encode_to_vec(), M)
+    }
+
+    /// Splits the output queue into (opcode, payload) frames.
+    fn frames(out: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut d = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            let op = out[pos] & 0x0f;
+            let (len, hdr) = match out[pos + 1] {
+                126 => (u16::from_be_bytes([out[pos + 2], out[pos + 3]]) as usize, 4),
+                127 => (u64::from_be_bytes(out[pos + 2..pos + 10].try_into().unwrap()) as usize, 10),
+                n => (n as usize, 2),
+            };
+            d.push((op, out[pos + hdr..pos + hdr + len].to_vec()));
+            pos += hdr + len;
+        }
+        d
+    }
+
+    fn drain(s: &mut Session) -> Vec<(u8, Vec<u8>)> {
+        let out = s.output().peek(usize::MAX).to_vec();
+        let n = out.len();
+        s.output().consume(n);
+        frames(&out)
+    }
+
+    #[test]
+    fn replies_keep_request_order_and_close_comes_last() {
+        let mut s = Session::new(Options::default());
+        let mut input = ping_req(1, b"a");
+        input.extend(client_frame(true, 9, b"p", M));
+        input.extend(ping_req(2, b"b"));
+        input.extend(client_frame(true, 8, &1001u16.to_be_bytes(), M));
+        s.feed(&input);
+        for want in [1, 2] {
+            match s.step() {
+                Step::Command { sequence, command, .. } => assert_eq!((sequence, command.name), (want, "cmd_ping")),
+                other => panic!("{other:?}"),
+            }
+            s.reply_error(b"x");
+        }
+        assert!(matches!(s.step(), Step::Closed(1001)));
+        assert!(matches!(s.step(), Step::Ended));
+        let out = drain(&mut s);
+        let ops: Vec<u8> = out.iter().map(|f| f.0).collect();
+        assert_eq!(ops, [2, 10, 2, 8]);
+        assert_eq!(out[1].1, b"p");
+        assert_eq!(out[3].1, 1001u16.to_be_bytes());
+    }
+
+    #[test]
+    fn close_without_status_is_echoed_as_1000() {
+        let mut s = Session::new(Options::default());
+        s.feed(&client_frame(true, 8, b"", M));
+        assert!(matches!(s.step(), Step::Closed(1000)));
+        assert_eq!(drain(&mut s), [(8, 1000u16.to_be_bytes().to_vec())]);
+    }
+
+    #[test]
+    fn undecodable_gets_wrong_command_with_sequence_0() {
+        let mut s = Session::new(Options::default());
+        s.feed(&client_frame(true, 2, &[0x08], M));
+        assert!(matches!(s.step(), Step::Undecodable("truncated varint at offset 1")));
+        let out = drain(&mut s);
+        let resp = proto::PubSubResp::decode(&out[0].1[..]).unwrap();
+        assert_eq!(resp.sequence, 0);
+        assert!(matches!(resp.resp, Some(proto::pub_sub_resp::Resp::ErrorResp(ref e)) if e.message == "wrong command"));
+    }
+
+    #[test]
+    fn a_command_left_unanswered_still_gets_one_reply() {
+        let mut s = Session::new(Options::default());
+        s.feed(&ping_req(77, b""));
+        assert!(matches!(s.step(), Step::Command { .. }));
+        assert!(matches!(s.step(), Step::NeedMore));
+        let out = drain(&mut s);
+        assert_eq!(out.len(), 1);
+        assert_eq!(proto::PubSubResp::decode(&out[0].1[..]).unwrap().sequence, 77);
+    }
+
+    #[test]
+    fn protocol_errors_queue_the_close_code() {
+        let mut s = Session::new(Options::default());
+        s.feed(&[0x82, 0x01, 0x00]);
+        assert!(matches!(s.step(), Step::Failed(ProtocolError::Unmasked)));
+        assert_eq!(drain(&mut s), [(8, 1002u16.to_be_bytes().to_vec())]);
+        s.close(1001, "");
+        assert!(s.output().is_empty(), "one close frame per connection");
+    }
+
+    #[test]
+    fn empty_and_text() {
+        let mut s = Session::new(Options::default());
+        s.feed(&client_frame(true, 2, b"", M));
+        s.feed(&client_frame(true, 1, b"a\nb\x1b[31m\\", M));
+        assert!(matches!(s.step(), Step::Empty));
+        match s.step() {
+            Step::Text(p) => assert_eq!(p, "a\\nb\\u{1b}[31m\\\\"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.output().is_empty());
+    }
+
+    #[test]
+    fn preview_is_cut() {
+        let mut out = String::new();
+        preview(&mut out, &"x".repeat(10_000));
+        assert_eq!(out, format!("{}...(10000 bytes)", "x".repeat(PREVIEW_LEN)));
+    }
+
+    #[test]
+    fn output_peek_takes_whole_frames_up_to_the_limit() {
+        let mut o = Output::default();
+        for len in [10usize, 20, 30] {
+            o.push_with(|b| b.extend(std::iter::repeat(0).take(len)));
+        }
+        assert_eq!(o.peek(35).len(), 30);
+        assert_eq!(o.peek(5).len(), 10, "a frame larger than the limit goes alone");
+        o.consume(10);
+        assert_eq!(o.peek(1000).len(), 50);
+        o.consume(50);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn replies_can_be_fragmented() {
+        let mut s = Session::new(Options { fragment: Some(4), ..Options::default() });
+        s.feed(&ping_req(1, b"0123456789"));
+        assert!(matches!(s.step(), Step::Command { .. }));
+        s.reply_error(b"0123456789");
+        let out = drain(&mut s);
+        assert!(out.len() > 2);
+        assert_eq!(out[0].0, 2);
+        assert!(out[1..].iter().all(|f| f.0 == 0));
+    }
+}

@@ -97,8 +97,8 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, VarintError> {
 /// Number of bytes the varint encoding of `v` takes.
 #[inline]
 pub fn varint_len(v: u64) -> usize {
-    // 1 + floor(bits / 7), with 0 taking one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    // ceil(significant bits / 7), with 0 taking one byte.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends the varint encoding of `v`.
