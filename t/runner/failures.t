@@ -1,0 +1,25 @@
+# The runner must be able to fail: each fixture suite in t/runner/fixtures (not collected by
+# `prove -r t/`, their extension is .suite) breaks one rule, and running it must report that
+# failure and exit non-zero.
+use strict;
+use warnings;
+use Test::More;
+
+my %expect = (
+    'wrong_body.suite'       => qr/not ok \d+ - .*TEST 1: wrong body - response_body/,
+    'wrong_status.suite'     => qr/not ok \d+ - .*TEST 1: wrong status - status code ok/,
+    'missing_log.suite'      => qr/not ok \d+ - .*TEST 1: missing log line - pattern "this line is never logged"/,
+    'forbidden_log.suite'    => qr/not ok \d+ - .*TEST 1: forbidden log line present - pattern "forbidden marker" should not match/,
+    'timeout_no_abort.suite' => qr/not ok \d+ - .*TEST 1: timeout without abort - .*timed out/,
+);
+
+for my $fixture (sort keys %expect) {
+    my @inc = map { "-I$_" } grep { !ref } @INC;
+    my $cmd = join ' ', map { "'$_'" } $^X, @inc, "t/runner/fixtures/$fixture";
+    my $out = `$cmd 2>&1`;
+    my $status = $? >> 8;
+    isnt($status, 0, "$fixture exits non-zero");
+    like($out, $expect{$fixture}, "$fixture reports the failure");
+}
+
+done_testing();
