@@ -342,7 +342,7 @@ sub run_block ($$) {
             next;
         }
         if ($timed_out && !defined $block->abort) {
-            fail("$name - request timed out after $timeout s with no --- abort$tag");
+            fail("ERROR: client socket timed out - $name$tag");
         }
         if (!defined $block->ignore_response && !($timed_out && defined $block->abort)) {
             my ($status, $headers, $body) = parse_response($raw);

@@ -4,13 +4,14 @@
 use strict;
 use warnings;
 use Test::More;
+use t::Pubsub ();    # only to learn which backend runs the suites
 
 my %expect = (
     'wrong_body.suite'       => qr/not ok \d+ - .*TEST 1: wrong body - response_body/,
     'wrong_status.suite'     => qr/not ok \d+ - .*TEST 1: wrong status - status code ok/,
     'missing_log.suite'      => qr/not ok \d+ - .*TEST 1: missing log line - pattern "this line is never logged"/,
     'forbidden_log.suite'    => qr/not ok \d+ - .*TEST 1: forbidden log line present - pattern "forbidden marker" should not match/,
-    'timeout_no_abort.suite' => qr/not ok \d+ - .*TEST 1: timeout without abort - .*timed out/,
+    'timeout_no_abort.suite' => qr/not ok \d+ - ERROR: client socket timed out - .*TEST 1: timeout without abort/,
 );
 
 for my $fixture (sort keys %expect) {
@@ -18,7 +19,9 @@ for my $fixture (sort keys %expect) {
     my $cmd = join ' ', map { "'$_'" } $^X, @inc, "t/runner/fixtures/$fixture";
     my $out = `$cmd 2>&1`;
     my $status = $? >> 8;
-    isnt($status, 0, "$fixture exits non-zero");
+    # The real Test::Nginx exits 0 after its timeout report; the bundled runner must not.
+    isnt($status, 0, "$fixture exits non-zero")
+        unless $fixture eq 'timeout_no_abort.suite' && $t::Pubsub::Backend ne 't::NginxRunner';
     like($out, $expect{$fixture}, "$fixture reports the failure");
 }
 

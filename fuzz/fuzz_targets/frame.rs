@@ -1,0 +1,45 @@
+//! The frame decoder and the session on arbitrary bytes, fed in arbitrary chunks: no panic, and
+//! chunking never changes what comes out.
+#![no_main]
+
+use apisix_pubsub_rs::frame::{Decoder, Limits, Poll};
+use apisix_pubsub_rs::session::{Options, Session, Step};
+use libfuzzer_sys::fuzz_target;
+
+fn run(data: &[u8], chunk: usize) -> Vec<String> {
+    let limits = Limits { max_payload_len: 1024, max_message_len: 4096 };
+    let mut d = Decoder::new(limits);
+    let mut out = Vec::new();
+    for piece in data.chunks(chunk.max(1)) {
+        d.feed(piece);
+        loop {
+            match d.poll() {
+                Ok(Poll::Event(ev)) => out.push(format!("{ev:?}")),
+                Ok(Poll::NeedMore(_)) => break,
+                Err(e) => {
+                    out.push(format!("error {e}"));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&chunk, data)) = input.split_first() else { return };
+    assert_eq!(run(data, usize::from(chunk)), run(data, data.len()));
+    let mut s = Session::new(Options::default());
+    for piece in data.chunks(usize::from(chunk).max(1)) {
+        s.feed(piece);
+        loop {
+            match s.step() {
+                Step::NeedMore | Step::Ended => break,
+                Step::Command { .. } => s.reply_error(b"fuzz"),
+                _ => {}
+            }
+        }
+        let n = s.output().peek(65536).len();
+        s.output().consume(n);
+    }
+});
