@@ -25,4 +25,14 @@ for my $fixture (sort keys %expect) {
     like($out, $expect{$fixture}, "$fixture reports the failure");
 }
 
+# ONLY and LAST: the blocks that would fail are not run, so these pass.
+for my $fixture ('only.suite', 'last.suite') {
+    my @inc = map { "-I$_" } grep { !ref } @INC;
+    my $cmd = join ' ', map { "'$_'" } $^X, @inc, "t/runner/fixtures/$fixture";
+    my $out = `$cmd 2>&1`;
+    is($? >> 8, 0, "$fixture exits zero");
+    unlike($out, qr/not ok/, "$fixture runs only the chosen blocks");
+    like($out, qr/ok \d+ - .*TEST (2: the only block run|1: runs and is the last)/, "$fixture ran its block");
+}
+
 done_testing();
