@@ -10,7 +10,6 @@ local ffi = require("ffi")
 local ffi_string = ffi.string
 local ffi_cast = ffi.cast
 local ffi_gc = ffi.gc
-local ffi_new = ffi.new
 local ffi_istype = ffi.istype
 local ngx = ngx
 local ngx_log = ngx and ngx.log
@@ -190,6 +189,16 @@ local function new_table(msg_index)
     return t
 end
 
+-- Appends v to the array t[name], making the array if needed.
+local function append(t, name, v)
+    local arr = t[name]
+    if arr == nil then
+        arr = {}
+        t[name] = arr
+    end
+    arr[#arr + 1] = v
+end
+
 -- Builds the parameter table of a command from the ops Rust decoded.
 local function build_params(ev, msg_index)
     local t = new_table(msg_index)
@@ -216,20 +225,13 @@ local function build_params(ev, msg_index)
             local sub
             if repeated then
                 sub = new_table(f.target)
+                append(t, f.name, sub)
             else
                 sub = t[f.name]
                 if sub == nil then
                     sub = new_table(f.target)
                     t[f.name] = sub
                 end
-            end
-            if repeated then
-                local arr = t[f.name]
-                if arr == nil then
-                    arr = {}
-                    t[f.name] = arr
-                end
-                arr[#arr + 1] = sub
             end
             stack = stack or {}
             depth = depth + 1
@@ -242,12 +244,7 @@ local function build_params(ev, msg_index)
         end
         if v ~= nil then
             if repeated then
-                local arr = t[f.name]
-                if arr == nil then
-                    arr = {}
-                    t[f.name] = arr
-                end
-                arr[#arr + 1] = v
+                append(t, f.name, v)
             else
                 t[f.name] = v
             end
