@@ -4,6 +4,7 @@
 #   make test       cargo tests + every .t suite (installs missing Debian packages first)
 #   make run        demo nginx on 127.0.0.1:9080 serving /pubsub, in the foreground (Ctrl-C stops)
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
+#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak (minutes)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages
 
@@ -21,7 +22,7 @@ DEB_PACKAGES = nginx-light libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty
 
 LIB = target/release/libapisix_pubsub_rs.so
 
-.PHONY: all build test test-rust test-t deps run install valgrind clean
+.PHONY: all build test test-rust test-t deps run install valgrind soak loadgen clean
 
 all: build
 
@@ -48,6 +49,12 @@ test-rust:
 
 test-t: build
 	$(PROVE) -r $(T)
+
+loadgen:
+	cd loadgen && $(CARGO) build --release
+
+soak: deps build loadgen
+	./scripts/soak.sh
 
 valgrind: deps build
 	@command -v valgrind >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }

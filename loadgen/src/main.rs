@@ -1,0 +1,406 @@
+//! pubsub-loadgen: drives a pubsub WebSocket endpoint with pipelined `cmd_ping` requests and checks
+//! every reply (sequence and state length). Prints one JSON line per run.
+//!
+//! Each connection keeps `depth` requests in flight; whenever replies arrive, the same number of new
+//! requests go out in one write. Latency is measured per request, from the write that carried it
+//! to the read that completed its reply. `--cycles N` instead opens and closes N connections, one
+//! ping each (connection churn).
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use apisix_pubsub_rs::proto::{pub_sub_req, pub_sub_resp, CmdPing, PubSubReq, PubSubResp};
+use prost::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HELP: &str = "\
+pubsub-loadgen: pipelined cmd_ping load against an apisix-pubsub-rs (or APISIX) endpoint
+
+USAGE: pubsub-loadgen [OPTIONS]
+
+  --addr HOST:PORT    server address (default 127.0.0.1:9080); only loopback-style targets make sense
+  --path PATH         WebSocket path (default /pubsub)
+  -c, --connections N concurrent connections (default 1)
+  -d, --depth N       requests in flight per connection (default 1)
+  -s, --state BYTES   size of the ping state (default 16)
+  -t, --seconds T     run time in seconds (default 10); ignored with --messages
+  --messages N        stop after N replies in all (soak runs)
+  --cycles N          connection churn: N connect + ping + close cycles, then stop
+  --server-pid PID    report this process's CPU time and RSS (an nginx worker)
+  --label TEXT        copied into the JSON line
+  -h, --help          this text
+
+Output: one JSON line: msgs_per_s, latency percentiles (us), errors, client and server CPU
+(fraction of one core), server RSS (KiB), and client_saturated (client CPU >= 0.9 of a core).";
+
+#[derive(Clone, Debug)]
+struct Opts {
+    addr: String,
+    path: String,
+    connections: usize,
+    depth: usize,
+    state: usize,
+    seconds: f64,
+    messages: Option<u64>,
+    cycles: Option<u64>,
+    server_pid: Option<u32>,
+    label: String,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        addr: "127.0.0.1:9080".into(),
+        path: "/pubsub".into(),
+        connections: 1,
+        depth: 1,
+        state: 16,
+        seconds: 10.0,
+        messages: None,
+        cycles: None,
+        server_pid: None,
+        label: String::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let num = |v: String, name: &str| v.parse::<u64>().map_err(|_| format!("{name}: not a number: {v}"));
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
+            "--addr" => o.addr = val("--addr")?,
+            "--path" => o.path = val("--path")?,
+            "-c" | "--connections" => o.connections = num(val(&a)?, &a)? as usize,
+            "-d" | "--depth" => o.depth = num(val(&a)?, &a)? as usize,
+            "-s" | "--state" => o.state = num(val(&a)?, &a)? as usize,
+            "-t" | "--seconds" => o.seconds = val(&a)?.parse().map_err(|_| "--seconds: not a number".to_string())?,
+            "--messages" => o.messages = Some(num(val(&a)?, &a)?),
+            "--cycles" => o.cycles = Some(num(val(&a)?, &a)?),
+            "--server-pid" => o.server_pid = Some(num(val(&a)?, &a)? as u32),
+            "--label" => o.label = val(&a)?,
+            other => return Err(format!("unknown option {other} (see --help)")),
+        }
+    }
+    if o.connections == 0 || o.depth == 0 {
+        return Err("--connections and --depth must be at least 1".into());
+    }
+    Ok(o)
+}
+
+/// A client connection: handshake done, frames in and out.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+fn masked_frame(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
+    out.push(0x82);
+    match payload.len() {
+        0..=125 => out.push(0x80 | payload.len() as u8),
+        126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apisix_pubsub_rs::frame::unmask(&mut out[start..], mask);
+}
+
+impl Conn {
+    async fn open(addr: &str, path: &str) -> io::Result<Conn> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        loop {
+            let mut tmp = [0u8; 4096];
+            let n = stream.read(&mut tmp).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"));
+            }
+            buf.extend_from_slice(&tmp[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if !buf.starts_with(b"HTTP/1.1 101") {
+                    return Err(io::Error::other(format!("handshake refused: {}", String::from_utf8_lossy(&buf[..end]))));
+                }
+                buf.drain(..end + 4);
+                return Ok(Conn { stream, buf, start: 0 });
+            }
+        }
+    }
+
+    /// A complete server message already buffered, if any.
+    fn try_take(&mut self) -> Option<(u8, Vec<u8>)> {
+        let b = &self.buf[self.start..];
+        if b.len() < 2 {
+            return None;
+        }
+        let op = b[0] & 0x0f;
+        let (len, hdr) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if b.len() < hdr + len {
+            return None;
+        }
+        let payload = b[hdr..hdr + len].to_vec();
+        self.start += hdr + len;
+        Some((op, payload))
+    }
+
+    /// Reads more bytes from the socket.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + (1 << 16), 0);
+        let n = self.stream.read(&mut self.buf[old..]).await?;
+        self.buf.truncate(old + n);
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+        }
+        Ok(())
+    }
+
+    /// The next complete server message (data frames are expected unfragmented).
+    async fn next_message(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        loop {
+            if let Some(m) = self.try_take() {
+                return Ok(m);
+            }
+            self.fill().await?;
+        }
+    }
+}
+
+fn ping_bytes(seq: i64, state: &[u8]) -> Vec<u8> {
+    PubSubReq { sequence: seq, req: Some(pub_sub_req::Req::CmdPing(CmdPing { state: state.to_vec() })) }.encode_to_vec()
+}
+
+#[derive(Default)]
+struct Tally {
+    replies: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn error(&mut self, e: impl ToString) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.to_string());
+        }
+    }
+}
+
+async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Tally {
+    let mut t = Tally::default();
+    let mut conn = match Conn::open(&o.addr, &o.path).await {
+        Ok(c) => c,
+        Err(e) => {
+            t.error(e);
+            return t;
+        }
+    };
+    let state: Vec<u8> = (0..o.state).map(|i| (i * 31 + id) as u8).collect();
+    let base = (id as i64) << 40;
+    let mut next_seq = 0i64;
+    let mut in_flight = std::collections::VecDeque::with_capacity(o.depth);
+    let mut out = Vec::new();
+    let mask = [(id as u8) ^ 0x5a, 0x13, 0x37, 0x42];
+    let mut send = |n: usize, out: &mut Vec<u8>, in_flight: &mut std::collections::VecDeque<(i64, Instant)>| {
+        out.clear();
+        let now = Instant::now();
+        for _ in 0..n {
+            let seq = base + next_seq;
+            next_seq += 1;
+            masked_frame(out, &ping_bytes(seq, &state), mask);
+            in_flight.push_back((seq, now));
+        }
+    };
+    send(o.depth, &mut out, &mut in_flight);
+    if let Err(e) = conn.stream.write_all(&out).await {
+        t.error(e);
+        return t;
+    }
+    let mut sent = o.depth as u64;
+    while !in_flight.is_empty() {
+        let first = match conn.next_message().await {
+            Ok(m) => m,
+            Err(e) => {
+                t.error(e);
+                return t;
+            }
+        };
+        // This reply and every other one already buffered; then the refills in one write.
+        let mut refill = 0;
+        let mut next = Some(first);
+        while let Some((op, payload)) = next {
+            let (seq, at) = in_flight.pop_front().expect("a reply to a request in flight");
+            t.latencies_us.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            t.replies += 1;
+            match (op, PubSubResp::decode(&payload[..])) {
+                (2, Ok(r)) => match r.resp {
+                    Some(pub_sub_resp::Resp::PongResp(p)) if r.sequence == seq && p.state == state => {}
+                    _ => t.error(format!("bad reply to {seq}: sequence {}", r.sequence)),
+                },
+                (op, _) => t.error(format!("unexpected frame opcode {op} ({} bytes)", payload.len())),
+            }
+            if Instant::now() < deadline && sent < quota {
+                refill += 1;
+                sent += 1;
+            }
+            next = if in_flight.is_empty() { None } else { conn.try_take() };
+        }
+        if refill > 0 {
+            send(refill, &mut out, &mut in_flight);
+            if let Err(e) = conn.stream.write_all(&out).await {
+                t.error(e);
+                return t;
+            }
+        }
+    }
+    let mut close = vec![0x88, 0x82];
+    close.extend_from_slice(&[0, 0, 0, 0]);
+    close.extend_from_slice(&1000u16.to_be_bytes());
+    let _ = conn.stream.write_all(&close).await;
+    let _ = conn.next_message().await;
+    t
+}
+
+fn cpu_seconds_self() -> f64 {
+    // utime + stime of this process, from /proc (clock ticks of 100 Hz on Linux).
+    proc_cpu(std::process::id()).unwrap_or(0.0)
+}
+
+fn proc_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn cycles(o: &Opts, n: u64) -> Tally {
+    let mut t = Tally::default();
+    let state = vec![7u8; o.state];
+    for i in 0..n {
+        match Conn::open(&o.addr, &o.path).await {
+            Err(e) => t.error(e),
+            Ok(mut c) => {
+                let mut out = Vec::new();
+                masked_frame(&mut out, &ping_bytes(i as i64, &state), [1, 2, 3, 4]);
+                // Every other cycle ends with a close frame, the others just drop the socket.
+                if i % 2 == 0 {
+                    out.extend_from_slice(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]);
+                }
+                let ok = c.stream.write_all(&out).await.is_ok();
+                match c.next_message().await {
+                    Ok((2, p)) if ok && PubSubResp::decode(&p[..]).is_ok_and(|r| r.sequence == i as i64) => t.replies += 1,
+                    other => t.error(format!("cycle {i}: {:?}", other.map(|(op, p)| (op, p.len())))),
+                }
+            }
+        }
+    }
+    t
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pubsub-loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let server0 = o.server_pid.and_then(proc_cpu);
+    let client0 = cpu_seconds_self();
+    let rss_before = o.server_pid.and_then(proc_rss_kib);
+    let started = Instant::now();
+    let mut total = Tally::default();
+    if let Some(n) = o.cycles {
+        total = cycles(&o, n).await;
+    } else {
+        let deadline = if o.messages.is_some() { started + Duration::from_secs(86400) } else { started + Duration::from_secs_f64(o.seconds) };
+        let quota = o.messages.map_or(u64::MAX, |m| m.div_ceil(o.connections as u64));
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..o.connections {
+            tasks.spawn(run_connection(o.clone(), id, deadline, quota));
+        }
+        while let Some(r) = tasks.join_next().await {
+            let t = r.expect("connection task");
+            total.replies += t.replies;
+            total.errors += t.errors;
+            total.latencies_us.extend(t.latencies_us);
+            if total.first_error.is_none() {
+                total.first_error = t.first_error;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let client_cpu = (cpu_seconds_self() - client0) / elapsed;
+    let server_cpu = match (server0, o.server_pid.and_then(proc_cpu)) {
+        (Some(a), Some(b)) => format!("{:.3}", (b - a) / elapsed),
+        _ => "null".into(),
+    };
+    let rss_after = o.server_pid.and_then(proc_rss_kib);
+    total.latencies_us.sort_unstable();
+    let l = &total.latencies_us;
+    println!(
+        "{{\"label\":\"{}\",\"connections\":{},\"depth\":{},\"state\":{},\"seconds\":{:.2},\"replies\":{},\"msgs_per_s\":{:.0},\
+\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"first_error\":{},\"client_cpu\":{:.3},\"client_saturated\":{},\
+\"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{}}}",
+        o.label.replace('"', "'"),
+        o.connections,
+        o.depth,
+        o.state,
+        elapsed,
+        total.replies,
+        total.replies as f64 / elapsed,
+        percentile(l, 0.5),
+        percentile(l, 0.99),
+        percentile(l, 0.999),
+        total.errors,
+        total.first_error.map_or("null".into(), |e| format!("{:?}", e)),
+        client_cpu,
+        client_cpu >= 0.9,
+        server_cpu,
+        rss_before.map_or("null".into(), |v| v.to_string()),
+        rss_after.map_or("null".into(), |v| v.to_string()),
+    );
+    if total.errors > 0 {
+        std::process::exit(1);
+    }
+}
+

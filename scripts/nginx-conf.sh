@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prints an nginx.conf serving apisix_pubsub_rs on /pubsub, for the demo and the soak runs.
+# Usage: nginx-conf.sh PORT WORKER_CONNECTIONS ERROR_LOG_LEVEL ERROR_LOG_TARGET
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+port="$1" conns="$2" level="$3" target="$4"
+user=""
+[ "$(id -u)" = 0 ] && user="user root;"
+cat <<CONF
+load_module /usr/share/nginx/modules/ndk_http_module.so;
+load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
+$user
+worker_processes 1;
+worker_rlimit_nofile $((conns * 2 + 64));
+daemon off;
+master_process on;
+error_log $target $level;
+pid logs/nginx.pid;
+events { worker_connections $conns; }
+http {
+    access_log off;
+    lua_socket_log_errors off;
+    lua_package_path "/usr/share/lua/5.1/?.lua;;";
+    lua_package_cpath "$root/target/release/lib?.so;;";
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location /pubsub {
+            content_by_lua_block {
+                local pubsub, err = require("apisix_pubsub_rs").new()
+                if not pubsub then
+                    ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
+                    return ngx.exit(400)
+                end
+                -- An example handler: a fake Kafka offset lookup.
+                pubsub:on("cmd_kafka_list_offset", function(params)
+                    if params.partition < 0 then
+                        return nil, "bad partition"
+                    end
+                    return { kafka_list_offset_resp = { offset = 42 } }
+                end)
+                pubsub:wait()
+            }
+        }
+    }
+}
+CONF
