@@ -285,3 +285,36 @@ fatal error in pubsub websocket server, err: failed to receive masking-len and p
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 7: a client that never reads: the server stops reading while its write waits, then gives up
+--- http_config
+    lua_socket_send_timeout 300ms;
+--- config
+    location /t {
+        content_by_lua_block {
+            local rawws = require("rawws")
+            local ws = rawws.connect("/pubsub", nil, { timeout = 1000 })
+            local frame = rawws.req({ sequence = 1, cmd_ping = { state = ("s"):rep(60000) } })
+            -- 60 KB pings, replies never read: the server's write blocks, it reads no more frames
+            -- meanwhile, and gives up when lua_socket_send_timeout expires.
+            for i = 1, 400 do
+                if not ws:send(frame) then break end
+            end
+            ngx.sleep(0.5)
+            ngx.say("client done")
+            local ws2 = rawws.connect()
+            ws2:send(rawws.req({ sequence = 2, cmd_ping = { state = "alive" } }))
+            ngx.say(assert(ws2:resp()).pong_resp.state)
+            ws2:send(rawws.close_frame())
+            ws2:close_code()
+        }
+    }
+--- response_body
+client done
+alive
+--- error_log
+wait returned: failed to send: timeout
+--- no_error_log
+[error]
