@@ -5,6 +5,7 @@
 #   make run        demo nginx on 127.0.0.1:9080 serving /pubsub, in the foreground (Ctrl-C stops)
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
 #   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak (minutes)
+#   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages
 
@@ -22,7 +23,7 @@ DEB_PACKAGES = nginx-light libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty
 
 LIB = target/release/libapisix_pubsub_rs.so
 
-.PHONY: all build test test-rust test-t deps run install valgrind soak loadgen clean
+.PHONY: all build test test-rust test-t deps run install valgrind soak loadgen bench clean
 
 all: build
 
@@ -52,6 +53,9 @@ test-t: build
 
 loadgen:
 	cd loadgen && $(CARGO) build --release
+
+bench: deps build loadgen
+	./bench/bench.sh
 
 soak: deps build loadgen
 	./scripts/soak.sh

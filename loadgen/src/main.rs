@@ -28,7 +28,11 @@ USAGE: pubsub-loadgen [OPTIONS]
   --messages N        stop after N replies in all (soak runs)
   --cycles N          connection churn: N connect + ping + close cycles, then stop
   --server-pid PID    report this process's CPU time and RSS (an nginx worker)
+  --check MODE        full (default): sequence and state of every reply; length: only the state's
+                      length (for servers that answer with a precomputed reply)
   --label TEXT        copied into the JSON line
+  --frame-size        print the size of one request frame for these options, and exit
+                      (every request of a run has the same size: sequences are 2^56 + id * 2^32 + n)
   -h, --help          this text
 
 Output: one JSON line: msgs_per_s, latency percentiles (us), errors, client and server CPU
@@ -46,6 +50,8 @@ struct Opts {
     cycles: Option<u64>,
     server_pid: Option<u32>,
     label: String,
+    check_full: bool,
+    frame_size: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -60,6 +66,8 @@ fn parse_args() -> Result<Opts, String> {
         cycles: None,
         server_pid: None,
         label: String::new(),
+        check_full: true,
+        frame_size: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -80,6 +88,14 @@ fn parse_args() -> Result<Opts, String> {
             "--cycles" => o.cycles = Some(num(val(&a)?, &a)?),
             "--server-pid" => o.server_pid = Some(num(val(&a)?, &a)? as u32),
             "--label" => o.label = val(&a)?,
+            "--frame-size" => o.frame_size = true,
+            "--check" => {
+                o.check_full = match val(&a)?.as_str() {
+                    "full" => true,
+                    "length" => false,
+                    other => return Err(format!("--check: full or length, not {other}")),
+                }
+            }
             other => return Err(format!("unknown option {other} (see --help)")),
         }
     }
@@ -190,6 +206,12 @@ impl Conn {
     }
 }
 
+/// Sequences of connection `id` start here: all of them take 9 varint bytes, so every request of a
+/// run has the same size (the floor server counts frames by size).
+fn sequence_base(id: usize) -> i64 {
+    (1i64 << 56) + ((id as i64) << 32)
+}
+
 fn ping_bytes(seq: i64, state: &[u8]) -> Vec<u8> {
     PubSubReq { sequence: seq, req: Some(pub_sub_req::Req::CmdPing(CmdPing { state: state.to_vec() })) }.encode_to_vec()
 }
@@ -221,7 +243,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
     };
     let state: Vec<u8> = (0..o.state).map(|i| (i * 31 + id) as u8).collect();
-    let base = (id as i64) << 40;
+    let base = sequence_base(id);
     let mut next_seq = 0i64;
     let mut in_flight = std::collections::VecDeque::with_capacity(o.depth);
     let mut out = Vec::new();
@@ -259,7 +281,8 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
             t.replies += 1;
             match (op, PubSubResp::decode(&payload[..])) {
                 (2, Ok(r)) => match r.resp {
-                    Some(pub_sub_resp::Resp::PongResp(p)) if r.sequence == seq && p.state == state => {}
+                    Some(pub_sub_resp::Resp::PongResp(p)) if o.check_full && r.sequence == seq && p.state == state => {}
+                    Some(pub_sub_resp::Resp::PongResp(p)) if !o.check_full && p.state.len() == state.len() => {}
                     _ => t.error(format!("bad reply to {seq}: sequence {}", r.sequence)),
                 },
                 (op, _) => t.error(format!("unexpected frame opcode {op} ({} bytes)", payload.len())),
@@ -344,6 +367,12 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if o.frame_size {
+        let mut f = Vec::new();
+        masked_frame(&mut f, &ping_bytes(sequence_base(0), &vec![1u8; o.state]), [0; 4]);
+        println!("{}", f.len());
+        return;
+    }
     let server0 = o.server_pid.and_then(proc_cpu);
     let client0 = cpu_seconds_self();
     let rss_before = o.server_pid.and_then(proc_rss_kib);

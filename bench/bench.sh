@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# `make bench`: one nginx worker (pinned to CPU 0 where taskset exists), the load generator on
+# CPU 1, and the matrix connections x depth x state size run against each server in alternation.
+# Writes one JSON line per run to bench/results/<date>.jsonl, then BENCHMARKS tables and the plot
+# with bench/report.py.
+#
+#   BENCH_SECONDS   seconds per cell (default 5)
+#   BENCH_SERVERS   which servers (default "native lua_framing floor"; apisix_original is added
+#                   when APISIX_DIR and PB_CPATH point at an APISIX checkout and a built pb.so)
+#   BENCH_QUICK=1   a small matrix, for a smoke test
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+lg="$root/loadgen/target/release/pubsub-loadgen"
+secs="${BENCH_SECONDS:-5}"
+servers="${BENCH_SERVERS:-native lua_framing floor}"
+conns_list="1 64 512"; depths="1 16"; states="16 1024 60000 1048576"
+if [ -n "${BENCH_QUICK:-}" ]; then conns_list="1 64"; depths="16"; states="16 60000"; fi
+if [ -n "${APISIX_DIR:-}" ] && [ -n "${PB_CPATH:-}" ]; then
+    servers="$servers apisix_original"
+else
+    echo "bench: apisix_original skipped (set APISIX_DIR to an APISIX checkout and PB_CPATH to the directory of a built pb.so)"
+fi
+mkdir -p "$root/bench/results"
+out="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+dir="$(mktemp -d /tmp/apisix-pubsub-rs-bench.XXXXXX)"
+mkdir -p "$dir/conf" "$dir/logs" "$dir/lua/apisix/core" "$dir/lua/resty/websocket"
+pin_server="" pin_client=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pin_server="worker_cpu_affinity 01;"; pin_client="taskset -c 1"
+fi
+apisix_path=""
+if [[ " $servers " == *" apisix_original "* ]]; then
+    # APISIX's core.pubsub, with a stub apisix.core.log and resty.websocket.* aliased to Debian's.
+    printf 'local l = {}\nfor _, k in ipairs({"error", "warn", "info", "debug"}) do\n  local lv = ngx[k:upper()] or ngx.ERR\n  l[k] = function(...) ngx.log(lv, ...) end\nend\nreturn l\n' > "$dir/lua/apisix/core/log.lua"
+    for m in server client protocol; do echo "return require('nginx.websocket.$m')" > "$dir/lua/resty/websocket/$m.lua"; done
+    apisix_path="$dir/lua/?.lua;$APISIX_DIR/?.lua;$APISIX_DIR/deps/share/lua/5.1/?.lua;"
+fi
+user=""; [ "$(id -u)" = 0 ] && user="user root;"
+cat > "$dir/conf/nginx.conf" <<CONF
+load_module /usr/share/nginx/modules/ndk_http_module.so;
+load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
+$user
+worker_processes 1;
+$pin_server
+worker_rlimit_nofile 8192;
+daemon off;
+master_process on;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    lua_socket_log_errors off;
+    lua_package_path "$apisix_path$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_package_cpath "$root/target/release/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;};";
+    server {
+        listen 127.0.0.1:9280 backlog=4096;
+        location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
+        location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
+        location = /apisix_original {
+            content_by_lua_block {
+                local pubsub, err = require("apisix.core.pubsub").new()
+                if not pubsub then ngx.log(ngx.ERR, err) return ngx.exit(400) end
+                pubsub:wait()
+            }
+        }
+    }
+}
+CONF
+ulimit -n 16384 || true
+# APISIX's pubsub loads its proto relative to the working directory, as APISIX runs it.
+(cd "${APISIX_DIR:-$dir}" && exec nginx -p "$dir/" -c conf/nginx.conf) &
+master=$!
+trap 'kill -QUIT $master 2>/dev/null; wait $master 2>/dev/null || true' EXIT
+for _ in $(seq 50); do pgrep -P "$master" >/dev/null && break; sleep 0.1; done
+sleep 0.3
+worker="$(pgrep -P "$master" | head -1)"
+echo "bench: nginx worker $worker, ${secs}s per cell, results in $out"
+for state in $states; do
+  for c in $conns_list; do
+    for d in $depths; do
+      inflight=$((c * d * state))
+      for s in $servers; do
+        label="$s c=$c d=$d state=$state"
+        if [ "$inflight" -gt $((256 * 1024 * 1024)) ]; then
+            echo "{\"label\":\"$label\",\"server\":\"$s\",\"connections\":$c,\"depth\":$d,\"state\":$state,\"skipped\":\"over 256 MiB in flight on a 24 GiB, 2-core machine\"}" | tee -a "$out"
+            continue
+        fi
+        if [ "$s" = apisix_original ] && [ "$state" -gt 60000 ]; then
+            echo "{\"label\":\"$label\",\"server\":\"$s\",\"connections\":$c,\"depth\":$d,\"state\":$state,\"skipped\":\"over lua-resty-websocket's 65535-byte frame limit, which APISIX does not raise\"}" | tee -a "$out"
+            continue
+        fi
+        max=$(( state > 60000 ? 2 * 1024 * 1024 : 65535 ))
+        check=full; path="/$s?max=$max"
+        if [ "$s" = floor ]; then
+            # The loadgen makes every request of a run the same size; the floor counts frames by it.
+            check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
+        fi
+        line=$($pin_client "$lg" --addr 127.0.0.1:9280 --path "$path" -c "$c" -d "$d" -s "$state" -t "$secs" \
+               --server-pid "$worker" --check "$check" --label "$label" || true)
+        echo "${line%\}},\"server\":\"$s\"}" | tee -a "$out"
+      done
+    done
+  done
+done
+python3 "$root/bench/report.py" "$out"
