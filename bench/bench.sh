@@ -6,7 +6,8 @@
 #
 #   BENCH_SECONDS   seconds per cell (default 5)
 #   BENCH_SERVERS   which servers (default "native lua_framing floor"; apisix_original is added
-#                   when APISIX_DIR and PB_CPATH point at an APISIX checkout and a built pb.so)
+#                   when APISIX_DIR points at an APISIX checkout and PB_CPATH at a directory with
+#                   lua-protobuf's built pb.so and its protoc.lua; neither is part of this repo)
 #   BENCH_QUICK=1   a small matrix, for a smoke test
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,7 +34,9 @@ if [[ " $servers " == *" apisix_original "* ]]; then
     # APISIX's core.pubsub, with a stub apisix.core.log and resty.websocket.* aliased to Debian's.
     printf 'local l = {}\nfor _, k in ipairs({"error", "warn", "info", "debug"}) do\n  local lv = ngx[k:upper()] or ngx.ERR\n  l[k] = function(...) ngx.log(lv, ...) end\nend\nreturn l\n' > "$dir/lua/apisix/core/log.lua"
     for m in server client protocol; do echo "return require('nginx.websocket.$m')" > "$dir/lua/resty/websocket/$m.lua"; done
-    apisix_path="$dir/lua/?.lua;$APISIX_DIR/?.lua;$APISIX_DIR/deps/share/lua/5.1/?.lua;"
+    apisix_path="$dir/lua/?.lua;$APISIX_DIR/?.lua;$PB_CPATH/?.lua;"
+    # APISIX compiles its proto from <nginx prefix>/apisix/include/apisix/model at run time.
+    mkdir -p "$dir/apisix" && ln -s "$APISIX_DIR/apisix/include" "$dir/apisix/include"
 fi
 user=""; [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$dir/conf/nginx.conf" <<CONF
@@ -69,8 +72,7 @@ http {
 }
 CONF
 ulimit -n 16384 || true
-# APISIX's pubsub loads its proto relative to the working directory, as APISIX runs it.
-(cd "${APISIX_DIR:-$dir}" && exec nginx -p "$dir/" -c conf/nginx.conf) &
+nginx -p "$dir/" -c conf/nginx.conf &
 master=$!
 trap 'kill -QUIT $master 2>/dev/null; wait $master 2>/dev/null || true' EXIT
 for _ in $(seq 50); do pgrep -P "$master" >/dev/null && break; sleep 0.1; done
