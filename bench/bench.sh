@@ -9,6 +9,7 @@
 #                   when APISIX_DIR points at an APISIX checkout and PB_CPATH at a directory with
 #                   lua-protobuf's built pb.so and its protoc.lua; neither is part of this repo)
 #   BENCH_QUICK=1   a small matrix, for a smoke test
+#   BENCH_CONNECTIONS, BENCH_DEPTHS, BENCH_STATES   override the matrix axes (space-separated)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 lg="$root/loadgen/target/release/pubsub-loadgen"
@@ -16,6 +17,7 @@ secs="${BENCH_SECONDS:-5}"
 servers="${BENCH_SERVERS:-native lua_framing floor}"
 conns_list="1 64 512"; depths="1 16"; states="16 1024 60000 1048576"
 if [ -n "${BENCH_QUICK:-}" ]; then conns_list="1 64"; depths="16"; states="16 60000"; fi
+conns_list="${BENCH_CONNECTIONS:-$conns_list}"; depths="${BENCH_DEPTHS:-$depths}"; states="${BENCH_STATES:-$states}"
 if [ -n "${APISIX_DIR:-}" ] && [ -n "${PB_CPATH:-}" ]; then
     servers="$servers apisix_original"
 else

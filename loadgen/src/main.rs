@@ -112,6 +112,65 @@ struct Conn {
     start: usize,
 }
 
+/// The reading side of a connection, once its writes have their own task.
+struct Reader<'a> {
+    rd: &'a mut tokio::net::tcp::OwnedReadHalf,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Reader<'_> {
+    fn try_take(&mut self) -> Option<(u8, Vec<u8>)> {
+        take_frame(&self.buf, &mut self.start)
+    }
+
+    async fn next_message(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        loop {
+            if let Some(m) = self.try_take() {
+                return Ok(m);
+            }
+            fill(&mut self.rd, &mut self.buf, &mut self.start).await?;
+        }
+    }
+}
+
+/// A complete server frame at `buf[*start..]`, if there is one.
+fn take_frame(buf: &[u8], start: &mut usize) -> Option<(u8, Vec<u8>)> {
+    let b = &buf[*start..];
+    if b.len() < 2 {
+        return None;
+    }
+    let op = b[0] & 0x0f;
+    let (len, hdr) = match b[1] & 0x7f {
+        126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+        127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if b.len() < hdr + len {
+        return None;
+    }
+    let payload = b[hdr..hdr + len].to_vec();
+    *start += hdr + len;
+    Some((op, payload))
+}
+
+/// Reads more bytes into `buf`, dropping what was taken.
+async fn fill<R: AsyncReadExt + Unpin>(rd: &mut R, buf: &mut Vec<u8>, start: &mut usize) -> io::Result<()> {
+    if *start > 0 {
+        buf.drain(..*start);
+        *start = 0;
+    }
+    let old = buf.len();
+    buf.resize(old + (1 << 16), 0);
+    let n = rd.read(&mut buf[old..]).await?;
+    buf.truncate(old + n);
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
+    }
+    Ok(())
+}
+
 fn masked_frame(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
     out.push(0x82);
     match payload.len() {
@@ -160,39 +219,12 @@ impl Conn {
 
     /// A complete server message already buffered, if any.
     fn try_take(&mut self) -> Option<(u8, Vec<u8>)> {
-        let b = &self.buf[self.start..];
-        if b.len() < 2 {
-            return None;
-        }
-        let op = b[0] & 0x0f;
-        let (len, hdr) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
-            126 | 127 => return None,
-            n => (n as usize, 2),
-        };
-        if b.len() < hdr + len {
-            return None;
-        }
-        let payload = b[hdr..hdr + len].to_vec();
-        self.start += hdr + len;
-        Some((op, payload))
+        take_frame(&self.buf, &mut self.start)
     }
 
     /// Reads more bytes from the socket.
     async fn fill(&mut self) -> io::Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let old = self.buf.len();
-        self.buf.resize(old + (1 << 16), 0);
-        let n = self.stream.read(&mut self.buf[old..]).await?;
-        self.buf.truncate(old + n);
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
-        }
-        Ok(())
+        fill(&mut self.stream, &mut self.buf, &mut self.start).await
     }
 
     /// The next complete server message (data frames are expected unfragmented).
@@ -260,11 +292,21 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
             in_flight.push_back((seq, now));
         }
     };
+    // Writes go through their own task, so reading never waits for a large write to finish
+    // (a client that writes 16 MiB before reading deadlocks against a server that answers as it reads).
+    let (mut rd, mut wr) = conn.stream.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if wr.write_all(&buf).await.is_err() {
+                return None;
+            }
+        }
+        Some(wr)
+    });
+    let mut conn = Reader { rd: &mut rd, buf: std::mem::take(&mut conn.buf), start: conn.start };
     send(o.depth, &mut out, &mut in_flight);
-    if let Err(e) = conn.stream.write_all(&out).await {
-        t.error(e);
-        return t;
-    }
+    let _ = tx.send(std::mem::take(&mut out));
     let mut sent = o.depth as u64;
     while !in_flight.is_empty() {
         let first = match conn.next_message().await {
@@ -297,8 +339,8 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
         if refill > 0 {
             send(refill, &mut out, &mut in_flight);
-            if let Err(e) = conn.stream.write_all(&out).await {
-                t.error(e);
+            if tx.send(std::mem::take(&mut out)).is_err() {
+                t.error("writer gone");
                 return t;
             }
         }
@@ -307,7 +349,9 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
     let mut close = vec![0x88, 0x82];
     close.extend_from_slice(&[0, 0, 0, 0]);
     close.extend_from_slice(&1000u16.to_be_bytes());
-    let _ = conn.stream.write_all(&close).await;
+    let _ = tx.send(close);
+    drop(tx);
+    let _ = writer.await;
     // The floor server does not answer closes; don't wait long for the echo.
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.next_message()).await;
     t
