@@ -350,8 +350,13 @@ failed to send
                 { "lone continuation", rawws.frame(0, "x") },
                 { "data inside fragments", rawws.frame(2, "a", { fin = false }) .. rawws.frame(2, "b") },
                 { "close 1 byte", rawws.frame(8, "\3") },
-                { "close 1005", rawws.close_frame(1005) },
+                { "close 0", rawws.close_frame(0) },
                 { "close 999", rawws.close_frame(999) },
+                { "close 1004", rawws.close_frame(1004) },
+                { "close 1005", rawws.close_frame(1005) },
+                { "close 1006", rawws.close_frame(1006) },
+                { "close 1015", rawws.close_frame(1015) },
+                { "close 5000", rawws.close_frame(5000) },
                 { "close bad utf8", rawws.close_frame(1000, "\255") },
                 { "text bad utf8", rawws.frame(1, "\192\128") },
                 { "too big", rawws.frame(2, "", { len = 65536 }) },
@@ -375,8 +380,13 @@ fragmented ping: 1002
 lone continuation: 1002
 data inside fragments: 1002
 close 1 byte: 1002
-close 1005: 1002
+close 0: 1002
 close 999: 1002
+close 1004: 1002
+close 1005: 1002
+close 1006: 1002
+close 1015: 1002
+close 5000: 1002
 close bad utf8: 1007
 text bad utf8: 1007
 too big: 1009
