@@ -595,23 +595,24 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
     out.extend_from_slice(&reason.as_bytes()[..end]);
 }
 
-/// Builds a masked client frame (for tests and fuzzing seeds).
-pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(if fin { 0x80 } else { 0 } | (opcode & 0x0f));
-    match payload.len() {
-        0..=125 => out.push(0x80 | payload.len() as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-        }
-    }
+/// Appends a masked client frame with any 4-bit opcode, valid or not (for clients, tests and
+/// fuzzing seeds; the server never masks).
+pub fn encode_client_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    let start = out.len();
+    out.reserve(header_len(payload.len()) + 4 + payload.len());
+    encode_header(out, fin, Opcode::Binary, payload.len());
+    out[start] = (out[start] & 0x80) | (opcode & 0x0f);
+    out[start + 1] |= 0x80;
     out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    let body = out.len();
+    out.extend_from_slice(payload);
+    unmask(&mut out[body..], mask);
+}
+
+/// A masked client frame, as [`encode_client_frame`] writes it.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_client_frame(&mut out, fin, opcode, payload, mask);
     out
 }
 

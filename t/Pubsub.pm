@@ -39,6 +39,15 @@ our $LuaPaths = <<_EOC_;
     lua_package_cpath "$lib_dir/lib?.so;;";
 _EOC_
 
+# The /pubsub location the behaviour suites share: t/lib/pubsub_server.lua with its test handlers.
+our $ServerLocation = <<'_EOC_';
+    location /pubsub {
+        content_by_lua_block {
+            require("pubsub_server").serve()
+        }
+    }
+_EOC_
+
 sub import {
     my $class = shift;
     # Hand the import to the backend as if the suite had used it directly.

@@ -172,22 +172,7 @@ async fn fill<R: AsyncReadExt + Unpin>(rd: &mut R, buf: &mut Vec<u8>, start: &mu
 }
 
 fn masked_frame(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x82);
-    match payload.len() {
-        0..=125 => out.push(0x80 | payload.len() as u8),
-        126..=0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apisix_pubsub_rs::frame::unmask(&mut out[start..], mask);
+    apisix_pubsub_rs::frame::encode_client_frame(out, true, 0x2, payload, mask);
 }
 
 impl Conn {

@@ -10,14 +10,7 @@ log_level('info');
 add_block_preprocessor(sub {
     my ($block) = @_;
     $block->set_value("request", "GET /t") unless defined $block->request;
-    my $route = <<'_EOC_';
-    location /pubsub {
-        content_by_lua_block {
-            require("pubsub_server").serve()
-        }
-    }
-_EOC_
-    $block->set_value("config", $route . ($block->config // ''));
+    $block->set_value("config", $t::Pubsub::ServerLocation . ($block->config // ''));
     my $http = <<'_EOC_';
     lua_socket_log_errors off;
     large_client_header_buffers 4 8k;

@@ -14,14 +14,7 @@ add_block_preprocessor(sub {
     if (!defined $block->request) {
         $block->set_value("request", "GET /t");
     }
-    my $route = <<'_EOC_';
-    location /pubsub {
-        content_by_lua_block {
-            require("pubsub_server").serve()
-        }
-    }
-_EOC_
-    $block->set_value("config", $route . ($block->config // ''));
+    $block->set_value("config", $t::Pubsub::ServerLocation . ($block->config // ''));
 });
 
 run_tests();
