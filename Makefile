@@ -16,7 +16,7 @@ CARGO         ?= cargo
 PROVE         ?= prove
 T             ?= t/
 
-DEB_PACKAGES = nginx-light libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core \
+DEB_PACKAGES = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core \
                lua-nginx-websocket libluajit2-5.1-dev luajit2 protobuf-compiler \
                libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
                libhttp-message-perl liburi-perl
