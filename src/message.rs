@@ -654,7 +654,7 @@ impl ReplyEncoder {
     /// Writes a string or bytes field.
     pub fn put_bytes(&mut self, id: u32, v: &[u8]) -> Result<(), EncodeError> {
         let field = self.field(id)?;
-        if !matches!(field.kind, Kind::String | Kind::Bytes) || self.in_packed(field) {
+        if !matches!(field.kind, Kind::String | Kind::Bytes) {
             return Err(EncodeError::WrongType(field.kind.name()));
         }
         if self.skip_default(field, v.is_empty()) {
@@ -698,9 +698,12 @@ impl ReplyEncoder {
             self.buf.resize(old + n - 1, 0);
             self.buf.copy_within(body..old, body + n - 1);
         }
-        let mut tmp = Vec::with_capacity(10);
-        wire::put_varint(&mut tmp, len as u64);
-        self.buf[open.len_at..open.len_at + n].copy_from_slice(&tmp);
+        // The varint in place, without a scratch buffer: this runs once per reply.
+        let mut v = len as u64;
+        for b in &mut self.buf[open.len_at..open.len_at + n] {
+            *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+            v >>= 7;
+        }
         // An empty packed array is no array at all.
         if len == 0 && open.field.kind != Kind::Message {
             let tag_len = wire::varint_len((u64::from(open.field.number) << 3) | 2);
