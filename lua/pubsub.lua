@@ -627,11 +627,13 @@ function _M.on(self, command, handler)
     self.cmd_handler[command] = handler
 end
 
+-- Writes and reads stay at or under 64 KiB: LuaJIT's allocator maps larger strings with mmap and
+-- unmaps them when collected, which costs more than the extra calls.
 local WRITE_MAX = 65536
 local READ_MAX = 65536
 
--- Sends everything queued, in writes of whole frames of at most WRITE_MAX bytes (a larger frame
--- goes alone). Returns true, or nil and the socket's error.
+-- Sends everything queued, in writes of at most WRITE_MAX bytes. Returns true, or nil and the
+-- socket's error.
 local function flush(self)
     local sess, len = self.sess, self.len
     while C.session_pending(sess) > 0 do

@@ -181,7 +181,7 @@ extern "C" fn session_waiting(s: *const LuaSession, len: *mut usize) -> *const u
 extern "C" fn session_peek(s: *mut LuaSession, max: usize, len: *mut usize) -> *const u8 {
     guard(ptr::null(), || {
         // SAFETY: a live session; len points to a size_t.
-        let out = unsafe { (*s).session.output() }.peek(max);
+        let out = unsafe { (*s).session.peek(max) };
         unsafe { *len = out.len() };
         out.as_ptr()
     })
@@ -189,12 +189,12 @@ extern "C" fn session_peek(s: *mut LuaSession, max: usize, len: *mut usize) -> *
 
 extern "C" fn session_consume(s: *mut LuaSession, n: usize) {
     // SAFETY: a live session.
-    guard((), || unsafe { (*s).session.output().consume(n) })
+    guard((), || unsafe { (*s).session.consume(n) })
 }
 
 extern "C" fn session_pending(s: *mut LuaSession) -> usize {
     // SAFETY: a live session.
-    guard(0, || unsafe { (*s).session.output().len() })
+    guard(0, || unsafe { (*s).session.pending() })
 }
 
 extern "C" fn session_close(s: *mut LuaSession, code: c_int, reason: *const u8, len: usize) {

@@ -9,7 +9,7 @@
 //! Every violation is a [`ProtocolError`] that says which close code to answer with. After an error
 //! the decoder keeps returning it: the connection is to be failed.
 
-use bytes::{Buf, BytesMut};
+use crate::pool;
 
 /// Frame opcodes (RFC 6455 section 5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,8 +235,10 @@ struct Header {
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
-    buf: BytesMut,
-    /// Bytes at the front of `buf` that belong to the event handed out last.
+    /// Received bytes; those before `start` are done with. Given back to [`pool`] when empty.
+    buf: Vec<u8>,
+    start: usize,
+    /// Bytes after `start` that belong to the event handed out last.
     consumed: usize,
     /// Reassembly buffer of a fragmented message.
     message: Vec<u8>,
@@ -261,7 +263,8 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            start: 0,
             consumed: 0,
             message: Vec::new(),
             fragmented: None,
@@ -278,23 +281,38 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         self.release();
+        pool::refill(&mut self.buf);
+        if self.start > 0 && self.buf.capacity() - self.buf.len() < data.len() {
+            // Move the partial frame to the front rather than grow.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Received bytes not yet done with.
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
     /// True when part of a frame or of a fragmented message is buffered: the peer is mid-message.
     pub fn is_mid_message(&self) -> bool {
-        self.buf.len() > self.consumed || self.fragmented.is_some()
+        self.unread().len() > self.consumed || self.fragmented.is_some()
     }
 
     /// Bytes received and not yet handed out.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.consumed + if self.message_done { 0 } else { self.message.len() }
+        self.unread().len() - self.consumed + if self.message_done { 0 } else { self.message.len() }
     }
 
     /// What the decoder is waiting for, to word a read error.
     pub fn waiting(&self) -> Waiting {
-        let b = &self.buf[self.consumed.min(self.buf.len())..];
+        let u = self.unread();
+        let b = &u[self.consumed.min(u.len())..];
         match b {
             [] | [_] => Waiting::FirstTwoBytes,
             [_, l, ..] if l & 0x7f == 126 && b.len() < 4 => Waiting::ShortLength,
@@ -305,12 +323,15 @@ impl Decoder {
 
     /// Drops what the previous event borrowed.
     fn release(&mut self) {
-        if self.consumed > 0 {
-            self.buf.advance(self.consumed);
-            self.consumed = 0;
+        self.start += self.consumed;
+        self.consumed = 0;
+        if self.start == self.buf.len() {
+            // Nothing pending: no buffer either until bytes arrive.
+            self.start = 0;
+            pool::release(&mut self.buf);
         }
         if self.message_done {
-            self.message.clear();
+            pool::release(&mut self.message);
             self.message_done = false;
             self.text_checked = 0;
         }
@@ -423,15 +444,17 @@ impl Decoder {
     /// Reads frames until one completes an event; fragments are appended to the reassembly buffer.
     fn next_frame(&mut self) -> Result<Result<Found, usize>, ProtocolError> {
         loop {
-            let h = match self.header(&self.buf)? {
+            let h = match self.header(self.unread())? {
                 Ok(h) => h,
                 Err(need) => return Ok(Err(need)),
             };
             let end = h.len + h.payload_len;
-            if self.buf.len() < end {
-                return Ok(Err(end - self.buf.len()));
+            let have = self.unread().len();
+            if have < end {
+                return Ok(Err(end - have));
             }
-            unmask(&mut self.buf[h.len..end], h.mask);
+            let s = self.start;
+            unmask(&mut self.buf[s + h.len..s + end], h.mask);
             match h.opcode {
                 Opcode::Text | Opcode::Binary if h.fin => {
                     self.consumed = end;
@@ -439,13 +462,14 @@ impl Decoder {
                 }
                 Opcode::Text | Opcode::Binary => {
                     self.fragmented = Some(h.opcode);
-                    self.message.extend_from_slice(&self.buf[h.len..end]);
-                    self.buf.advance(end);
+                    pool::refill(&mut self.message);
+                    self.message.extend_from_slice(&self.buf[s + h.len..s + end]);
+                    self.start += end;
                     self.check_text_so_far()?;
                 }
                 Opcode::Continuation => {
-                    self.message.extend_from_slice(&self.buf[h.len..end]);
-                    self.buf.advance(end);
+                    self.message.extend_from_slice(&self.buf[s + h.len..s + end]);
+                    self.start += end;
                     self.check_text_so_far()?;
                     if h.fin {
                         let opcode = self.fragmented.take().expect("checked by header()");
@@ -477,7 +501,7 @@ impl Decoder {
 
     fn event(&self, found: Found) -> Result<Event<'_>, ProtocolError> {
         let (opcode, payload) = match found {
-            Found::Frame(op, start, end) => (op, &self.buf[start..end]),
+            Found::Frame(op, start, end) => (op, &self.unread()[start..end]),
             Found::Message(op) => (op, &self.message[..]),
         };
         Ok(match opcode {
@@ -494,7 +518,7 @@ impl Decoder {
 /// Where the event found by [`Decoder::next_frame`] lives.
 #[derive(Clone, Copy)]
 enum Found {
-    /// A frame's payload, `buf[start..end]`.
+    /// A frame's payload, `unread()[start..end]`.
     Frame(Opcode, usize, usize),
     /// The reassembled message.
     Message(Opcode),
@@ -545,16 +569,29 @@ pub fn header_len(payload_len: usize) -> usize {
 
 /// Appends an unmasked server frame header.
 pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: usize) {
-    out.push(if fin { 0x80 } else { 0 } | opcode.bits());
+    let mut h = [0u8; 10];
+    let n = write_header(&mut h, fin, opcode, payload_len);
+    out.extend_from_slice(&h[..n]);
+}
+
+/// Writes an unmasked server frame header at the front of `dst`, which must hold
+/// [`header_len`]`(payload_len)` bytes; returns that length.
+pub fn write_header(dst: &mut [u8], fin: bool, opcode: Opcode, payload_len: usize) -> usize {
+    dst[0] = if fin { 0x80 } else { 0 } | opcode.bits();
     match payload_len {
-        0..=125 => out.push(payload_len as u8),
+        0..=125 => {
+            dst[1] = payload_len as u8;
+            2
+        }
         126..=0xffff => {
-            out.push(126);
-            out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+            dst[1] = 126;
+            dst[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+            4
         }
         _ => {
-            out.push(127);
-            out.extend_from_slice(&(payload_len as u64).to_be_bytes());
+            dst[1] = 127;
+            dst[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+            10
         }
     }
 }

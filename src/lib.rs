@@ -4,6 +4,7 @@
 //! - [`frame`]: RFC 6455 framing, server side, without I/O;
 //! - [`wire`], [`schema`], [`message`]: the protobuf codec of `PubSubReq` / `PubSubResp`;
 //! - [`session`]: one connection's state, tying framing and messages together;
+//! - `pool` (private): spare buffers the connections of a worker share;
 //! - [`proto`]: prost types of the same proto, for Rust clients and tests;
 //! - `ffi` (private): where Rust meets Lua; the only module that knows about Lua.
 
@@ -11,6 +12,7 @@
 
 pub mod frame;
 pub mod message;
+mod pool;
 pub mod schema;
 pub mod session;
 pub mod wire;

@@ -456,16 +456,22 @@ struct Open {
 ///
 /// proto3 rules: singular fields outside a oneof are left out when they hold their default value;
 /// oneof members are always written; repeated numbers are packed.
+///
+/// The message may be written after bytes that stay untouched ([`ReplyEncoder::begin_after`]): a
+/// session keeps its output queue in the encoder's buffer, so a reply is encoded where it is sent
+/// from, not copied there.
 #[derive(Debug)]
 pub struct ReplyEncoder {
     buf: Vec<u8>,
+    /// Where the message being written starts in `buf`.
+    base: usize,
     stack: Vec<Open>,
     current: &'static Message,
 }
 
 impl Default for ReplyEncoder {
     fn default() -> Self {
-        ReplyEncoder { buf: Vec::new(), stack: Vec::new(), current: schema::response() }
+        ReplyEncoder { buf: Vec::new(), base: 0, stack: Vec::new(), current: schema::response() }
     }
 }
 
@@ -477,7 +483,14 @@ impl ReplyEncoder {
 
     /// Starts a `PubSubResp` with this sequence, dropping anything half-written before.
     pub fn begin(&mut self, sequence: i64) {
-        self.buf.clear();
+        self.begin_after(0, sequence);
+    }
+
+    /// Starts a `PubSubResp` after the first `keep` bytes of the buffer, which stay as they are;
+    /// anything after them is dropped.
+    pub fn begin_after(&mut self, keep: usize, sequence: i64) {
+        self.buf.truncate(keep);
+        self.base = self.buf.len();
         self.stack.clear();
         self.current = schema::response();
         if sequence != 0 {
@@ -715,21 +728,36 @@ impl ReplyEncoder {
     /// The finished `PubSubResp` bytes.
     pub fn finish(&self) -> Result<&[u8], EncodeError> {
         if self.stack.is_empty() {
-            Ok(&self.buf)
+            Ok(&self.buf[self.base..])
         } else {
             Err(EncodeError::Unbalanced)
         }
     }
 
-    /// Encodes `error_resp {code, message}` with this sequence.
-    pub fn error_reply(&mut self, sequence: i64, code: i32, message: &[u8]) -> &[u8] {
+    /// Where the message being written starts in [`ReplyEncoder::buffer`].
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The whole buffer: the bytes kept by [`ReplyEncoder::begin_after`], then the message.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Writes `error_resp {code, message}` as the reply member, right after `begin` / `begin_after`.
+    pub fn put_error(&mut self, code: i32, message: &[u8]) {
         let ids = ErrorIds::get();
-        self.begin(sequence);
         // The ids come from the schema; these writes cannot fail.
         let _ = self.open(ids.reply);
         let _ = self.put_int(ids.code, i64::from(code));
         let _ = self.put_bytes(ids.message, message);
         let _ = self.close();
+    }
+
+    /// Encodes `error_resp {code, message}` with this sequence.
+    pub fn error_reply(&mut self, sequence: i64, code: i32, message: &[u8]) -> &[u8] {
+        self.begin(sequence);
+        self.put_error(code, message);
         &self.buf
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! The Lua loop feeds what the socket gave, then calls [`Session::step`] until it needs more bytes.
 //! Control frames and protocol errors are answered here; commands are handed out to be served, and
-//! their replies are queued in arrival order. All output goes through one queue ([`Output`]), which
-//! the loop drains with whole-frame writes: the one writer path that keeps replies ordered.
-
-use std::collections::VecDeque;
+//! their replies are queued in arrival order. All output goes through one queue, which the loop
+//! drains ([`Session::peek`], [`Session::consume`]): the one writer path that keeps replies ordered.
+//!
+//! The queue is the reply encoder's buffer. A reply is encoded straight after the queued frames,
+//! behind room left for its frame header, so it is never copied to be framed: only when its size
+//! needs a header of another length than the room left does it move, once.
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
 use crate::message::{EncodeError, Op, ReplyEncoder, RequestDecoder};
+use crate::pool;
 use crate::schema::Field;
 
 /// Longest text-frame preview put in a log line, in input bytes.
@@ -46,57 +49,6 @@ pub enum Step<'a> {
     Ended,
 }
 
-/// Queued output: whole frames, drained front first.
-#[derive(Debug, Default)]
-pub struct Output {
-    buf: Vec<u8>,
-    start: usize,
-    /// End offsets (in `buf`) of the queued frames.
-    ends: VecDeque<usize>,
-}
-
-impl Output {
-    /// Queued bytes.
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    /// True when nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        write(&mut self.buf);
-        self.ends.push_back(self.buf.len());
-    }
-
-    /// The longest run of whole frames at the front that fits in `max` bytes, or the first frame
-    /// alone when it is larger.
-    pub fn peek(&self, max: usize) -> &[u8] {
-        let start = self.start;
-        let fit = self.ends.partition_point(|&e| e - start <= max);
-        let end = match fit {
-            0 => self.ends.front().copied().unwrap_or(start),
-            n => self.ends[n - 1],
-        };
-        &self.buf[start..end]
-    }
-
-    /// Drops `n` bytes from the front (what a write sent).
-    pub fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.buf.len());
-        while self.ends.front().is_some_and(|&e| e <= self.start) {
-            self.ends.pop_front();
-        }
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.ends.clear();
-            self.start = 0;
-        }
-    }
-}
-
 /// Options of a [`Session`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -106,18 +58,45 @@ pub struct Options {
     pub fragment: Option<usize>,
 }
 
+/// A reply being encoded in the output buffer.
+#[derive(Clone, Copy, Debug)]
+struct Building {
+    /// Where its frame header goes (the end of the queued output).
+    at: usize,
+    /// Bytes left for the header; the `PubSubResp` starts at `at + room`.
+    room: usize,
+}
+
 /// The state of one connection.
 #[derive(Debug)]
 pub struct Session {
     opts: Options,
     frames: Decoder,
     requests: RequestDecoder,
+    /// Encodes replies; its buffer holds the output queue, `buffer[sent..queued]`.
     encoder: ReplyEncoder,
-    out: Output,
+    sent: usize,
+    queued: usize,
+    building: Option<Building>,
+    /// A reply's payload while it is cut into fragments (the `fragment` option only).
+    scratch: Vec<u8>,
     sequence: i64,
+    /// Payload length of the last request: replies tend to be of its size, so it picks the header
+    /// room of the next reply.
+    hint: usize,
     awaiting_reply: bool,
     ended: bool,
     note: String,
+}
+
+/// Appends frames with `write` to the output queue in `encoder`'s buffer, dropping a reply left
+/// half-built.
+fn push_to(encoder: &mut ReplyEncoder, queued: &mut usize, write: impl FnOnce(&mut Vec<u8>)) {
+    let buf = encoder.buffer();
+    buf.truncate(*queued);
+    pool::refill(buf);
+    write(buf);
+    *queued = buf.len();
 }
 
 impl Session {
@@ -128,8 +107,12 @@ impl Session {
             frames: Decoder::new(opts.limits),
             requests: RequestDecoder::new(),
             encoder: ReplyEncoder::new(),
-            out: Output::default(),
+            sent: 0,
+            queued: 0,
+            building: None,
+            scratch: Vec::new(),
             sequence: 0,
+            hint: 0,
             awaiting_reply: false,
             ended: false,
             note: String::new(),
@@ -146,9 +129,31 @@ impl Session {
         &self.frames
     }
 
-    /// The output queue.
-    pub fn output(&mut self) -> &mut Output {
-        &mut self.out
+    /// Queued output bytes.
+    pub fn pending(&self) -> usize {
+        self.queued - self.sent
+    }
+
+    /// The first `max` (or fewer) queued bytes: what the next write sends.
+    pub fn peek(&mut self, max: usize) -> &[u8] {
+        let end = self.sent + max.min(self.pending());
+        &self.encoder.buffer()[self.sent..end]
+    }
+
+    /// Drops `n` bytes from the front of the queue (what a write sent).
+    pub fn consume(&mut self, n: usize) {
+        self.sent = (self.sent + n.min(self.pending())).min(self.queued);
+        if self.sent == self.queued && self.building.is_none() {
+            // All sent: the buffer goes back to the pool until there is more to send.
+            pool::release(self.encoder.buffer());
+            self.sent = 0;
+            self.queued = 0;
+        }
+    }
+
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.building = None;
+        push_to(&mut self.encoder, &mut self.queued, write);
     }
 
     /// True once a close was received, sent or forced by an error.
@@ -165,10 +170,12 @@ impl Session {
         if self.ended {
             return Step::Ended;
         }
-        let Session { frames, out, opts, .. } = self;
+        // A reply begun and never finished or failed is dropped.
+        self.building = None;
+        let Session { frames, encoder, queued, .. } = self;
         let polled = frames.poll_data(|ev| {
             if let Event::Ping(p) = ev {
-                out.push_with(|b| frame::encode_frame(b, Opcode::Pong, p));
+                push_to(encoder, queued, |b| frame::encode_frame(b, Opcode::Pong, p));
             }
             true
         });
@@ -177,7 +184,7 @@ impl Session {
             Ok(Poll::Event(ev)) => ev,
             Err(e) => {
                 self.ended = true;
-                self.out.push_with(|b| frame::encode_close(b, e.close_code(), ""));
+                push_to(encoder, queued, |b| frame::encode_close(b, e.close_code(), ""));
                 return Step::Failed(e);
             }
         };
@@ -186,7 +193,7 @@ impl Session {
             Event::Close(status) => {
                 let code = status.map_or(close_code::NORMAL, |(c, _)| c);
                 self.ended = true;
-                out.push_with(|b| frame::encode_close(b, code, ""));
+                push_to(encoder, queued, |b| frame::encode_close(b, code, ""));
                 Step::Closed(code)
             }
             Event::Text(t) => {
@@ -198,9 +205,16 @@ impl Session {
                     use std::fmt::Write as _;
                     self.note.clear();
                     let _ = write!(self.note, "{e}");
-                    let reply = self.encoder.error_reply(0, 0, b"wrong command");
-                    let fragment = opts.fragment;
-                    out.push_with(|b| frame::encode_message(b, Opcode::Binary, reply, fragment));
+                    self.hint = 0;
+                    Self::error_reply(
+                        &mut self.encoder,
+                        &mut self.queued,
+                        &mut self.building,
+                        &mut self.scratch,
+                        self.opts.fragment,
+                        0,
+                        b"wrong command",
+                    );
                     Step::Undecodable(&self.note)
                 }
                 Ok(req) => {
@@ -208,6 +222,7 @@ impl Session {
                         return Step::Empty;
                     };
                     self.sequence = req.sequence;
+                    self.hint = payload.len();
                     self.awaiting_reply = true;
                     Step::Command { sequence: req.sequence, command, ops: req.ops, payload, text: req.text }
                 }
@@ -217,7 +232,7 @@ impl Session {
 
     /// Starts the reply to the command handed out last; fill it through [`Session::encoder`].
     pub fn reply_begin(&mut self) {
-        self.encoder.begin(self.sequence);
+        Self::begin(&mut self.encoder, self.queued, &mut self.building, self.hint, self.sequence);
     }
 
     /// The encoder of the reply being built.
@@ -227,19 +242,27 @@ impl Session {
 
     /// Queues the reply built since [`Session::reply_begin`].
     pub fn reply_finish(&mut self) -> Result<(), EncodeError> {
-        let reply = self.encoder.finish()?;
-        let fragment = self.opts.fragment;
-        self.out.push_with(|b| frame::encode_message(b, Opcode::Binary, reply, fragment));
+        if self.ended {
+            // Closed meanwhile: nothing may follow the close frame.
+            self.awaiting_reply = false;
+            return Ok(());
+        }
+        let building = self.building.ok_or(EncodeError::Unbalanced)?;
+        self.encoder.finish()?;
+        Self::seal(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, building);
+        self.building = None;
         self.awaiting_reply = false;
         Ok(())
     }
 
     /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
     pub fn reply_error(&mut self, message: &[u8]) {
-        let reply = self.encoder.error_reply(self.sequence, 0, message);
-        let fragment = self.opts.fragment;
-        self.out.push_with(|b| frame::encode_message(b, Opcode::Binary, reply, fragment));
         self.awaiting_reply = false;
+        if self.ended {
+            return;
+        }
+        let (seq, fragment) = (self.sequence, self.opts.fragment);
+        Self::error_reply(&mut self.encoder, &mut self.queued, &mut self.building, &mut self.scratch, fragment, seq, message);
     }
 
     /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the
@@ -247,8 +270,65 @@ impl Session {
     pub fn close(&mut self, code: u16, reason: &str) {
         if !self.ended {
             self.ended = true;
-            self.out.push_with(|b| frame::encode_close(b, code, reason));
+            self.awaiting_reply = false;
+            self.push(|b| frame::encode_close(b, code, reason));
         }
+    }
+
+    /// Opens a reply after the queued output, behind room for its frame header: 4 bytes (payloads up
+    /// to 65535 bytes) unless the request was larger, then 10.
+    fn begin(encoder: &mut ReplyEncoder, queued: usize, building: &mut Option<Building>, hint: usize, sequence: i64) {
+        let room = if hint > 0xffff { 10 } else { 4 };
+        let buf = encoder.buffer();
+        buf.truncate(queued);
+        pool::refill(buf);
+        buf.resize(queued + room, 0);
+        encoder.begin_after(queued + room, sequence);
+        *building = Some(Building { at: queued, room });
+    }
+
+    fn error_reply(
+        encoder: &mut ReplyEncoder,
+        queued: &mut usize,
+        building: &mut Option<Building>,
+        scratch: &mut Vec<u8>,
+        fragment: Option<usize>,
+        sequence: i64,
+        message: &[u8],
+    ) {
+        Self::begin(encoder, *queued, building, 0, sequence);
+        encoder.put_error(0, message);
+        if let Some(b) = building.take() {
+            Self::seal(encoder, queued, scratch, fragment, b);
+        }
+    }
+
+    /// Frames the reply encoded after `b`: writes its header into the room left (moving the payload
+    /// when the header needs another length), or cuts it into fragments.
+    fn seal(encoder: &mut ReplyEncoder, queued: &mut usize, scratch: &mut Vec<u8>, fragment: Option<usize>, b: Building) {
+        let body = b.at + b.room;
+        let buf = encoder.buffer();
+        let len = buf.len() - body;
+        match fragment {
+            Some(n) if n > 0 && len > n => {
+                scratch.clear();
+                scratch.extend_from_slice(&buf[body..]);
+                buf.truncate(b.at);
+                frame::encode_message(buf, Opcode::Binary, scratch, Some(n));
+            }
+            _ => {
+                let h = frame::header_len(len);
+                if h < b.room {
+                    buf.copy_within(body.., b.at + h);
+                    buf.truncate(b.at + h + len);
+                } else if h > b.room {
+                    buf.resize(body + len + (h - b.room), 0);
+                    buf.copy_within(body..body + len, b.at + h);
+                }
+                frame::write_header(&mut buf[b.at..], true, Opcode::Binary, len);
+            }
+        }
+        *queued = buf.len();
     }
 }
 
@@ -282,6 +362,7 @@ mod tests {
     use super::*;
     use crate::frame::client_frame;
     use crate::proto;
+    use crate::schema;
     use prost::Message as _;
 
     const M: [u8; 4] = [1, 2, 3, 4];
@@ -309,9 +390,9 @@ mod tests {
     }
 
     fn drain(s: &mut Session) -> Vec<(u8, Vec<u8>)> {
-        let out = s.output().peek(usize::MAX).to_vec();
+        let out = s.peek(usize::MAX).to_vec();
         let n = out.len();
-        s.output().consume(n);
+        s.consume(n);
         frames(&out)
     }
 
@@ -376,7 +457,7 @@ mod tests {
         assert!(matches!(s.step(), Step::Failed(ProtocolError::Unmasked)));
         assert_eq!(drain(&mut s), [(8, 1002u16.to_be_bytes().to_vec())]);
         s.close(1001, "");
-        assert!(s.output().is_empty(), "one close frame per connection");
+        assert_eq!(s.pending(), 0, "one close frame per connection");
     }
 
     #[test]
@@ -389,7 +470,7 @@ mod tests {
             Step::Text(p) => assert_eq!(p, "a\\nb\\u{1b}[31m\\\\"),
             other => panic!("{other:?}"),
         }
-        assert!(s.output().is_empty());
+        assert_eq!(s.pending(), 0);
     }
 
     #[test]
@@ -399,18 +480,89 @@ mod tests {
         assert_eq!(out, format!("{}...(10000 bytes)", "x".repeat(PREVIEW_LEN)));
     }
 
+    fn pong_state(s: &mut Session, state: &[u8]) {
+        let ids = schema::response().field_by_name("pong_resp").unwrap();
+        let st = ids.target_message().unwrap().field_by_name("state").unwrap();
+        s.reply_begin();
+        s.encoder().open(u32::from(ids.id)).unwrap();
+        s.encoder().put_bytes(u32::from(st.id), state).unwrap();
+        s.encoder().close().unwrap();
+        s.reply_finish().unwrap();
+    }
+
     #[test]
-    fn output_peek_takes_whole_frames_up_to_the_limit() {
-        let mut o = Output::default();
-        for len in [10usize, 20, 30] {
-            o.push_with(|b| b.extend(std::iter::repeat(0).take(len)));
+    fn peek_gives_at_most_max_bytes_across_frames() {
+        let mut s = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        for (seq, len) in [(1, 10usize), (2, 300), (3, 70_000)] {
+            s.feed(&ping_req(seq, &vec![b'q'; len]));
         }
-        assert_eq!(o.peek(35).len(), 30);
-        assert_eq!(o.peek(5).len(), 10, "a frame larger than the limit goes alone");
-        o.consume(10);
-        assert_eq!(o.peek(1000).len(), 50);
-        o.consume(50);
-        assert!(o.is_empty());
+        let mut all = Vec::new();
+        while let Step::Command { .. } = s.step() {
+            pong_state(&mut s, &vec![b'r'; 40_000]);
+        }
+        while s.pending() > 0 {
+            let chunk = s.peek(1000).to_vec();
+            assert!(!chunk.is_empty() && chunk.len() <= 1000);
+            all.extend_from_slice(&chunk);
+            s.consume(chunk.len());
+        }
+        let got: Vec<i64> = frames(&all).iter().map(|f| proto::PubSubResp::decode(&f.1[..]).unwrap().sequence).collect();
+        assert_eq!(got, [1, 2, 3]);
+    }
+
+    #[test]
+    fn replies_of_every_header_size_are_framed_whatever_the_request_size() {
+        // Request sizes pick the header room (4 or 10 bytes); reply sizes need 2, 4 or 10.
+        for req_len in [0usize, 100, 70_000] {
+            for state_len in [0usize, 1, 119, 120, 121, 122, 125, 126, 65_520, 65_530, 65_531, 65_535, 65_536, 70_000] {
+                let mut s = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+                s.feed(&ping_req(9, &vec![b'q'; req_len]));
+                s.feed(&client_frame(true, 9, b"ping", M));
+                assert!(matches!(s.step(), Step::Command { .. }));
+                let state = vec![b's'; state_len];
+                pong_state(&mut s, &state);
+                assert!(matches!(s.step(), Step::NeedMore));
+                let out = drain(&mut s);
+                assert_eq!(out.len(), 2, "request {req_len}, state {state_len}");
+                assert_eq!(out[0].0, 2);
+                let resp = proto::PubSubResp::decode(&out[0].1[..]).unwrap();
+                assert_eq!(resp.sequence, 9);
+                match resp.resp {
+                    Some(proto::pub_sub_resp::Resp::PongResp(p)) => assert_eq!(p.state, state),
+                    other => panic!("{other:?}"),
+                }
+                assert_eq!(out[1], (10, b"ping".to_vec()), "the pong follows the reply");
+            }
+        }
+    }
+
+    #[test]
+    fn encoder_writes_outside_a_reply_never_reach_the_queue() {
+        let mut s = Session::new(Options::default());
+        s.feed(&ping_req(1, b"a"));
+        assert!(matches!(s.step(), Step::Command { .. }));
+        pong_state(&mut s, b"a");
+        let before = s.pending();
+        // A stray write after the reply was finished, as a buggy caller could make.
+        let _ = s.encoder().put_bytes(0, b"garbage");
+        assert_eq!(s.pending(), before);
+        s.feed(&client_frame(true, 9, b"", M));
+        assert!(matches!(s.step(), Step::NeedMore));
+        let out = drain(&mut s);
+        assert_eq!(out.iter().map(|f| f.0).collect::<Vec<_>>(), [2, 10]);
+    }
+
+    #[test]
+    fn nothing_follows_a_close_frame() {
+        let mut s = Session::new(Options::default());
+        s.feed(&ping_req(1, b"a"));
+        assert!(matches!(s.step(), Step::Command { .. }));
+        s.reply_begin();
+        s.close(1001, "");
+        s.reply_finish().unwrap();
+        s.reply_error(b"late");
+        assert!(matches!(s.step(), Step::Ended));
+        assert_eq!(drain(&mut s), [(8, 1001u16.to_be_bytes().to_vec())]);
     }
 
     #[test]

@@ -46,7 +46,7 @@ fuzz_target!(|input: &[u8]| {
                 _ => {}
             }
         }
-        let n = s.output().peek(65536).len();
-        s.output().consume(n);
+        let n = s.peek(65536).len();
+        s.consume(n);
     }
 });
