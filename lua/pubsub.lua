@@ -80,7 +80,7 @@ local C = {
     session_step = fn("session_step", "int (*)(" .. S .. ", " .. EV .. ")"),
     session_mid_message = fn("session_mid_message", "int (*)(" .. S .. ")"),
     session_waiting = fn("session_waiting", "const char *(*)(" .. S .. ", size_t *)"),
-    session_peek = fn("session_peek", "const char *(*)(" .. S .. ", size_t, size_t *)"),
+    session_peek = fn("session_peek", "const char *(*)(" .. S .. ", size_t, size_t *, int64_t *)"),
     session_consume = fn("session_consume", "void (*)(" .. S .. ", size_t)"),
     session_pending = fn("session_pending", "size_t (*)(" .. S .. ")"),
     session_close = fn("session_close", "void (*)(" .. S .. ", int, const char *, size_t)"),
@@ -94,6 +94,7 @@ local C = {
     enc_int_text = fn("enc_int_text", "int (*)(" .. E .. ", uint32_t, const char *, size_t)"),
     enc_bool = fn("enc_bool", "int (*)(" .. E .. ", uint32_t, int)"),
     enc_bytes = fn("enc_bytes", "int (*)(" .. E .. ", uint32_t, const char *, size_t)"),
+    enc_bytes_ref = fn("enc_bytes_ref", "int (*)(" .. E .. ", uint32_t, uint32_t, size_t)"),
     enc_open = fn("enc_open", "int (*)(" .. E .. ", uint32_t)"),
     enc_close = fn("enc_close", "int (*)(" .. E .. ")"),
     enc_result = fn("enc_result", "const char *(*)(" .. E .. ", size_t *)"),
@@ -106,6 +107,7 @@ local C = {
 
 local EVENT_T = ffi.typeof("apisix_pubsub_rs_event")
 local SIZE_T_BOX = ffi.typeof("size_t[1]")
+local SIZE_T_PAIR = ffi.typeof("size_t[2]")
 local INT64_BOX = ffi.typeof("int64_t[1]")
 local INT64_T = ffi.typeof("int64_t")
 local UINT64_T = ffi.typeof("uint64_t")
@@ -266,8 +268,14 @@ end
 
 local encode_fields
 
--- Writes one value of a non-message field.
-local function put_value(enc, f, v)
+-- String values at least this long go into a connection's replies by reference: the encoder
+-- notes where they belong, `held` keeps them, and flush hands them to the socket as they are, so
+-- a large value is copied once (by nginx, into its send buffer) instead of three times.
+local HOLD_MIN = 4096
+
+-- Writes one value of a non-message field. `held` is the connection's table of values held by
+-- reference, or nil to copy every value.
+local function put_value(enc, f, v, held)
     local tv = type(v)
     local id = f.id
     if f.number_like then
@@ -287,7 +295,14 @@ local function put_value(enc, f, v)
         if tv ~= "string" then
             return field_error(f, "expects a string, got " .. tv)
         end
-        return check(C.enc_bytes(enc, id, v, #v), f)
+        local n = #v
+        if held and n >= HOLD_MIN then
+            local k = held.n + 1
+            held[k] = v
+            held.n = k
+            return check(C.enc_bytes_ref(enc, id, k, n), f)
+        end
+        return check(C.enc_bytes(enc, id, v, n), f)
     elseif f.kind == "bool" then
         if tv ~= "boolean" then
             return field_error(f, "expects a boolean, got " .. tv)
@@ -297,7 +312,7 @@ local function put_value(enc, f, v)
     return field_error(f, "has an unsupported type")
 end
 
-local function put_message(enc, f, v, depth)
+local function put_message(enc, f, v, depth, held)
     if type(v) ~= "table" then
         return field_error(f, "expects a table, got " .. type(v))
     end
@@ -308,7 +323,7 @@ local function put_message(enc, f, v, depth)
     if err then
         return err
     end
-    err = encode_fields(enc, f.target, v, depth + 1)
+    err = encode_fields(enc, f.target, v, depth + 1, held)
     if err then
         return err
     end
@@ -316,7 +331,7 @@ local function put_message(enc, f, v, depth)
 end
 
 -- Writes the fields of `t` that message `msg_index` declares; other keys are ignored.
-encode_fields = function(enc, msg_index, t, depth)
+encode_fields = function(enc, msg_index, t, depth, held)
     local ids = MESSAGES[msg_index].fields
     for i = 1, #ids do
         local f = FIELDS[ids[i]]
@@ -329,7 +344,7 @@ encode_fields = function(enc, msg_index, t, depth)
                 end
                 if f.kind == "message" then
                     for j = 1, #v do
-                        err = put_message(enc, f, v[j], depth)
+                        err = put_message(enc, f, v[j], depth, held)
                         if err then
                             return err
                         end
@@ -342,13 +357,13 @@ encode_fields = function(enc, msg_index, t, depth)
                     err = err or check(C.enc_close(enc), f)
                 else
                     for j = 1, #v do
-                        err = err or put_value(enc, f, v[j])
+                        err = err or put_value(enc, f, v[j], held)
                     end
                 end
             elseif f.kind == "message" then
-                err = put_message(enc, f, v, depth)
+                err = put_message(enc, f, v, depth, held)
             else
-                err = put_value(enc, f, v)
+                err = put_value(enc, f, v, held)
             end
             if err then
                 return err
@@ -359,7 +374,7 @@ encode_fields = function(enc, msg_index, t, depth)
 end
 
 -- Writes the one reply member of a handler's reply table, after enc_begin / session_reply_begin.
-local function encode_reply(enc, reply)
+local function encode_reply(enc, reply, held)
     if type(reply) ~= "table" then
         return "the reply must be a table, got " .. type(reply)
     end
@@ -377,7 +392,7 @@ local function encode_reply(enc, reply)
     if not member then
         return "the reply has none of the keys " .. REPLY_LIST
     end
-    return put_message(enc, member, reply[member.name], 0)
+    return put_message(enc, member, reply[member.name], 0, held)
 end
 
 -- Converts a sequence given by a user of encode_resp to int64: a number with no fraction, a decimal
@@ -601,7 +616,11 @@ function _M.new(opts)
         sess = sess,
         enc = C.session_encoder(sess),
         ev = EVENT_T(),
-        len = SIZE_T_BOX(),
+        len = SIZE_T_PAIR(),
+        held_id = INT64_BOX(),
+        -- Values held by reference (put_value); none when replies are cut into fragments.
+        held = not fragment and { n = 0 } or nil,
+        parts = {},
         cmd_handler = { cmd_ping = default_ping },
     }, mt)
     return self
@@ -632,18 +651,48 @@ end
 local WRITE_MAX = 65536
 local READ_MAX = 65536
 
--- Sends everything queued, in writes of at most WRITE_MAX bytes. Returns true, or nil and the
--- socket's error.
+-- Sends everything queued, in writes of at most WRITE_MAX queued bytes plus the held values among
+-- them. Returns true, or nil and the socket's error.
 local function flush(self)
-    local sess, len = self.sess, self.len
+    local sess, len, held_id, held, parts = self.sess, self.len, self.held_id, self.held, self.parts
     while C.session_pending(sess) > 0 do
-        local p = C.session_peek(sess, WRITE_MAX, len)
-        local n = len[0]
-        local _, err = self.sock:send(ffi_string(p, n))
+        local n, size = 0, 0
+        while size < WRITE_MAX do
+            local p = C.session_peek(sess, WRITE_MAX - size, len, held_id)
+            local k = tonumber(len[0])
+            if k == 0 then
+                break
+            end
+            n = n + 1
+            if p ~= nil then
+                parts[n] = ffi_string(p, k)
+            else
+                local v = held[tonumber(held_id[0])]
+                local offset = tonumber(len[1])
+                parts[n] = offset == 0 and v or v:sub(offset + 1)
+            end
+            -- Taken now, sent below: a failed send ends the connection anyway.
+            C.session_consume(sess, k)
+            size = size + k
+        end
+        local _, err
+        if n == 1 then
+            _, err = self.sock:send(parts[1])
+        else
+            _, err = self.sock:send(parts)
+        end
+        for i = 1, n do
+            parts[i] = nil
+        end
         if err then
             return nil, err
         end
-        C.session_consume(sess, n)
+    end
+    if held and held.n > 0 then
+        for i = 1, held.n do
+            held[i] = nil
+        end
+        held.n = 0
     end
     return true
 end
@@ -673,7 +722,7 @@ local function serve_command(self, ev)
         return
     end
     C.session_reply_begin(sess)
-    local eerr = encode_reply(self.enc, resp)
+    local eerr = encode_reply(self.enc, resp, self.held)
     if not eerr and C.session_reply_finish(sess) ~= 0 then
         eerr = "unbalanced reply"
     end

@@ -20,7 +20,7 @@ use mlua::ffi as lua;
 
 use crate::frame::Limits;
 use crate::message::{EncodeError, Op, ReplyEncoder, RequestDecoder};
-use crate::session::{Options, Session, Step};
+use crate::session::{Chunk, Options, Session, Step};
 
 /// The Lua face, embedded by `build.rs`'s inputs at compile time.
 const LUA_SOURCE: &str = include_str!("../lua/pubsub.lua");
@@ -178,12 +178,30 @@ extern "C" fn session_waiting(s: *const LuaSession, len: *mut usize) -> *const u
     })
 }
 
-extern "C" fn session_peek(s: *mut LuaSession, max: usize, len: *mut usize) -> *const u8 {
+/// The front of the output queue: queued bytes (returned, `*held` = -1), or a value held by
+/// reference (NULL returned, `*held` = its id, `len[1]` = the bytes of it already consumed). `len[0]`
+/// is the length; 0 when nothing is queued.
+extern "C" fn session_peek(s: *mut LuaSession, max: usize, len: *mut usize, held: *mut i64) -> *const u8 {
     guard(ptr::null(), || {
-        // SAFETY: a live session; len points to a size_t.
-        let out = unsafe { (*s).session.peek(max) };
-        unsafe { *len = out.len() };
-        out.as_ptr()
+        // SAFETY: a live session; len points to two size_t, held to an int64_t.
+        let (len, held) = unsafe { (std::slice::from_raw_parts_mut(len, 2), &mut *held) };
+        *held = -1;
+        match unsafe { (*s).session.chunk(max) } {
+            Some(Chunk::Bytes(b)) => {
+                len[0] = b.len();
+                b.as_ptr()
+            }
+            Some(Chunk::Held { id, offset, len: n }) => {
+                *held = i64::from(id);
+                len[0] = n;
+                len[1] = offset;
+                ptr::null()
+            }
+            None => {
+                len[0] = 0;
+                ptr::null()
+            }
+        }
     })
 }
 
@@ -229,6 +247,7 @@ fn status(r: Result<(), EncodeError>) -> c_int {
         Err(EncodeError::OutOfRange(_)) => 3,
         Err(EncodeError::BadInteger) => 4,
         Err(EncodeError::Unbalanced) => 5,
+        Err(EncodeError::Referenced) => -1,
     }
 }
 
@@ -265,6 +284,11 @@ extern "C" fn enc_bool(e: *mut ReplyEncoder, field: u32, v: c_int) -> c_int {
 extern "C" fn enc_bytes(e: *mut ReplyEncoder, field: u32, p: *const u8, len: usize) -> c_int {
     // SAFETY: a live encoder; p/len a Lua string.
     guard(-1, || status(unsafe { (*e).put_bytes(field, bytes(p, len)) }))
+}
+
+extern "C" fn enc_bytes_ref(e: *mut ReplyEncoder, field: u32, id: u32, len: usize) -> c_int {
+    // SAFETY: a live encoder.
+    guard(-1, || status(unsafe { (*e).put_bytes_ref(field, id, len) }))
 }
 
 extern "C" fn enc_open(e: *mut ReplyEncoder, field: u32) -> c_int {
@@ -353,7 +377,7 @@ extern "C" fn codec_decode(c: *mut Codec, p: *const u8, len: usize, ev: *mut Eve
 }
 
 /// Every function the Lua face calls, by the name it uses.
-fn functions() -> [(&'static [u8], *mut c_void); 30] {
+fn functions() -> [(&'static [u8], *mut c_void); 31] {
     macro_rules! f {
         ($name:ident) => {
             (concat!(stringify!($name), "\0").as_bytes(), $name as *mut c_void)
@@ -381,6 +405,7 @@ fn functions() -> [(&'static [u8], *mut c_void); 30] {
         f!(enc_int_text),
         f!(enc_bool),
         f!(enc_bytes),
+        f!(enc_bytes_ref),
         f!(enc_open),
         f!(enc_close),
         f!(enc_result),

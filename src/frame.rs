@@ -231,6 +231,9 @@ struct Header {
     payload_len: usize,
 }
 
+/// Most bytes the decoder sets aside for a frame whose header has come and payload not yet.
+const RESERVE_AHEAD: usize = 4 << 20;
+
 /// The frame decoder of one connection.
 #[derive(Debug)]
 pub struct Decoder {
@@ -451,6 +454,9 @@ impl Decoder {
             let end = h.len + h.payload_len;
             let have = self.unread().len();
             if have < end {
+                // Room for the whole frame now, rather than growing (and copying) as it arrives;
+                // up to a bound, so a header alone cannot claim much memory.
+                self.buf.reserve((end - have).min(RESERVE_AHEAD));
                 return Ok(Err(end - have));
             }
             let s = self.start;

@@ -441,6 +441,21 @@ pub enum EncodeError {
     /// `close` without `open`, or `finish` with a message still open.
     #[error("unbalanced nested messages")]
     Unbalanced,
+    /// `finish` of a message holding values by reference, whose bytes the encoder does not have.
+    #[error("the message holds values by reference")]
+    Referenced,
+}
+
+/// A string or bytes value the encoder holds by reference: its bytes belong at `at` in the
+/// encoder's buffer, and the caller, who keeps them, knows them by `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ref {
+    /// Where the value's bytes go: after `buf[..at]`, before `buf[at..]`.
+    pub at: usize,
+    /// The caller's name for the value.
+    pub id: u32,
+    /// Its length.
+    pub len: usize,
 }
 
 #[derive(Debug)]
@@ -448,6 +463,8 @@ struct Open {
     field: &'static Field,
     /// Index of the one byte reserved for the length.
     len_at: usize,
+    /// Bytes held by reference before this message was opened.
+    held_before: usize,
     /// The message whose fields were being written before this one was opened.
     parent: &'static Message,
 }
@@ -465,13 +482,16 @@ pub struct ReplyEncoder {
     buf: Vec<u8>,
     /// Where the message being written starts in `buf`.
     base: usize,
+    /// Values held by reference, in order ([`ReplyEncoder::put_bytes_ref`]), and their total length.
+    refs: Vec<Ref>,
+    held: usize,
     stack: Vec<Open>,
     current: &'static Message,
 }
 
 impl Default for ReplyEncoder {
     fn default() -> Self {
-        ReplyEncoder { buf: Vec::new(), base: 0, stack: Vec::new(), current: schema::response() }
+        ReplyEncoder { buf: Vec::new(), base: 0, refs: Vec::new(), held: 0, stack: Vec::new(), current: schema::response() }
     }
 }
 
@@ -491,6 +511,8 @@ impl ReplyEncoder {
     pub fn begin_after(&mut self, keep: usize, sequence: i64) {
         self.buf.truncate(keep);
         self.base = self.buf.len();
+        self.refs.clear();
+        self.held = 0;
         self.stack.clear();
         self.current = schema::response();
         if sequence != 0 {
@@ -666,17 +688,35 @@ impl ReplyEncoder {
 
     /// Writes a string or bytes field.
     pub fn put_bytes(&mut self, id: u32, v: &[u8]) -> Result<(), EncodeError> {
+        if self.bytes_prefix(id, v.len())? {
+            self.buf.extend_from_slice(v);
+        }
+        Ok(())
+    }
+
+    /// Writes a string or bytes field whose `len` bytes the caller keeps and sends itself, knowing
+    /// them by `ref_id` ([`ReplyEncoder::refs`]): a large value is then never copied here.
+    pub fn put_bytes_ref(&mut self, id: u32, ref_id: u32, len: usize) -> Result<(), EncodeError> {
+        if self.bytes_prefix(id, len)? {
+            self.refs.push(Ref { at: self.buf.len(), id: ref_id, len });
+            self.held += len;
+        }
+        Ok(())
+    }
+
+    /// Checks a string or bytes value of `len` bytes for field `id` and writes its tag and length;
+    /// false when the value is a default left out.
+    fn bytes_prefix(&mut self, id: u32, len: usize) -> Result<bool, EncodeError> {
         let field = self.field(id)?;
         if !matches!(field.kind, Kind::String | Kind::Bytes) {
             return Err(EncodeError::WrongType(field.kind.name()));
         }
-        if self.skip_default(field, v.is_empty()) {
-            return Ok(());
+        if self.skip_default(field, len == 0) {
+            return Ok(false);
         }
         wire::put_tag(&mut self.buf, field.number, WireType::Len);
-        wire::put_varint(&mut self.buf, v.len() as u64);
-        self.buf.extend_from_slice(v);
-        Ok(())
+        wire::put_varint(&mut self.buf, len as u64);
+        Ok(true)
     }
 
     /// Opens a nested message field, or the packed array of a repeated number field. The values
@@ -692,7 +732,7 @@ impl ReplyEncoder {
         }
         wire::put_tag(&mut self.buf, field.number, WireType::Len);
         self.buf.push(0);
-        self.stack.push(Open { field, len_at: self.buf.len() - 1, parent: self.current });
+        self.stack.push(Open { field, len_at: self.buf.len() - 1, held_before: self.held, parent: self.current });
         if let Some(target) = field.target_message() {
             self.current = target;
         }
@@ -704,12 +744,15 @@ impl ReplyEncoder {
         let open = self.stack.pop().ok_or(EncodeError::Unbalanced)?;
         self.current = open.parent;
         let body = open.len_at + 1;
-        let len = self.buf.len() - body;
+        let len = self.buf.len() - body + (self.held - open.held_before);
         let n = wire::varint_len(len as u64);
         if n > 1 {
             let old = self.buf.len();
             self.buf.resize(old + n - 1, 0);
             self.buf.copy_within(body..old, body + n - 1);
+            for r in self.refs.iter_mut().filter(|r| r.at >= body) {
+                r.at += n - 1;
+            }
         }
         // The varint in place, without a scratch buffer: this runs once per reply.
         let mut v = len as u64;
@@ -727,11 +770,33 @@ impl ReplyEncoder {
 
     /// The finished `PubSubResp` bytes.
     pub fn finish(&self) -> Result<&[u8], EncodeError> {
-        if self.stack.is_empty() {
+        self.check_finished()?;
+        if self.refs.is_empty() {
             Ok(&self.buf[self.base..])
+        } else {
+            Err(EncodeError::Referenced)
+        }
+    }
+
+    /// Checks that every nested message was closed: the message is whole, given the values held
+    /// by reference.
+    pub fn check_finished(&self) -> Result<(), EncodeError> {
+        if self.stack.is_empty() {
+            Ok(())
         } else {
             Err(EncodeError::Unbalanced)
         }
+    }
+
+    /// The values held by reference in the message being written, in order, with positions in
+    /// [`ReplyEncoder::buffer`]; the caller may move them along with the bytes.
+    pub fn refs_mut(&mut self) -> &mut Vec<Ref> {
+        &mut self.refs
+    }
+
+    /// Total length of the values held by reference.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     /// Where the message being written starts in [`ReplyEncoder::buffer`].
@@ -971,6 +1036,67 @@ mod tests {
         }
         let mut d = RequestDecoder::new();
         assert!(d.decode(&buf).unwrap_err().to_string().starts_with("messages nested deeper than 32"));
+    }
+
+    /// The bytes `buf` stands for once the values held by reference are put in.
+    pub(crate) fn splice(buf: &[u8], refs: &[Ref], values: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for r in refs {
+            out.extend_from_slice(&buf[pos..r.at]);
+            assert_eq!(values[r.id as usize].len(), r.len);
+            out.extend_from_slice(&values[r.id as usize]);
+            pos = r.at;
+        }
+        out.extend_from_slice(&buf[pos..]);
+        out
+    }
+
+    #[test]
+    fn values_held_by_reference_encode_like_prost() {
+        // Sizes around the varint steps of the nested lengths (128, 16384, 2^21), held or copied.
+        let sizes = [0usize, 1, 100, 127, 128, 4095, 4096, 16_300, 16_383, 16_384, 70_000, 2_097_150];
+        for (round, held_from) in [(0, 0usize), (1, 1), (2, 4096), (3, usize::MAX)] {
+            let mut e = ReplyEncoder::new();
+            let mut values = Vec::new();
+            let mut msgs = Vec::new();
+            e.begin(round);
+            let fetch = field_id("PubSubResp", "kafka_fetch_resp");
+            e.open(fetch).unwrap();
+            for (i, &len) in sizes.iter().enumerate() {
+                let key = vec![b'k' + (i % 10) as u8; len / 3];
+                let value = vec![b'a' + (i % 20) as u8; len];
+                e.open(field_id("KafkaFetchResp", "messages")).unwrap();
+                e.put_int(field_id("KafkaMessage", "offset"), i as i64).unwrap();
+                for (name, v) in [("key", &key), ("value", &value)] {
+                    let id = field_id("KafkaMessage", name);
+                    if v.len() >= held_from {
+                        e.put_bytes_ref(id, values.len() as u32, v.len()).unwrap();
+                        values.push(v.clone());
+                    } else {
+                        e.put_bytes(id, v).unwrap();
+                    }
+                }
+                e.close().unwrap();
+                msgs.push(proto::KafkaMessage { offset: i as i64, timestamp: 0, key, value });
+            }
+            e.close().unwrap();
+            e.check_finished().unwrap();
+            let want = proto::PubSubResp {
+                sequence: round,
+                resp: Some(proto::pub_sub_resp::Resp::KafkaFetchResp(proto::KafkaFetchResp { messages: msgs })),
+            };
+            let refs = e.refs_mut().clone();
+            assert_eq!(e.held(), refs.iter().map(|r| r.len).sum::<usize>());
+            if refs.is_empty() {
+                assert_eq!(e.finish().unwrap(), want.encode_to_vec());
+            } else {
+                assert_eq!(e.finish(), Err(EncodeError::Referenced));
+                let base = e.base();
+                let got = splice(&e.buffer()[..], &refs, &values);
+                assert_eq!(got[base..], want.encode_to_vec()[..], "values held from {held_from} bytes");
+            }
+        }
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //!
 //! The queue is the reply encoder's buffer. A reply is encoded straight after the queued frames,
 //! behind room left for its frame header, so it is never copied to be framed: only when its size
-//! needs a header of another length than the room left does it move, once.
+//! needs a header of another length than the room left does it move, once. Large string values
+//! can even stay out of it: the caller passes them by reference ([`ReplyEncoder::put_bytes_ref`])
+//! and sends them itself when [`Session::peek`] reaches them ([`Chunk::Held`]).
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
-use crate::message::{EncodeError, Op, ReplyEncoder, RequestDecoder};
+use std::collections::VecDeque;
+
+use crate::message::{EncodeError, Op, Ref, ReplyEncoder, RequestDecoder};
 use crate::pool;
 use crate::schema::Field;
 
@@ -58,6 +62,22 @@ pub struct Options {
     pub fragment: Option<usize>,
 }
 
+/// The front of the output queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Queued bytes.
+    Bytes(&'a [u8]),
+    /// A value held by reference: send the caller's value `id` from byte `offset` on.
+    Held {
+        /// The caller's name for the value.
+        id: u32,
+        /// Bytes of it already consumed.
+        offset: usize,
+        /// Bytes of it left.
+        len: usize,
+    },
+}
+
 /// A reply being encoded in the output buffer.
 #[derive(Clone, Copy, Debug)]
 struct Building {
@@ -73,10 +93,15 @@ pub struct Session {
     opts: Options,
     frames: Decoder,
     requests: RequestDecoder,
-    /// Encodes replies; its buffer holds the output queue, `buffer[sent..queued]`.
+    /// Encodes replies; its buffer holds the output queue, `buffer[sent..queued]`, with the values
+    /// held by reference spliced in at their positions.
     encoder: ReplyEncoder,
     sent: usize,
     queued: usize,
+    held: VecDeque<Ref>,
+    /// Bytes of the front held value already consumed, and of all held values left.
+    held_sent: usize,
+    held_pending: usize,
     building: Option<Building>,
     /// A reply's payload while it is cut into fragments (the `fragment` option only).
     scratch: Vec<u8>,
@@ -109,6 +134,9 @@ impl Session {
             encoder: ReplyEncoder::new(),
             sent: 0,
             queued: 0,
+            held: VecDeque::new(),
+            held_sent: 0,
+            held_pending: 0,
             building: None,
             scratch: Vec::new(),
             sequence: 0,
@@ -129,21 +157,58 @@ impl Session {
         &self.frames
     }
 
-    /// Queued output bytes.
+    /// Queued output bytes, held values included.
     pub fn pending(&self) -> usize {
-        self.queued - self.sent
+        self.queued - self.sent + self.held_pending
     }
 
-    /// The first `max` (or fewer) queued bytes: what the next write sends.
+    /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
+    /// `None` when nothing is queued.
+    pub fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        match self.held.front() {
+            Some(r) if r.at == self.sent => Some(Chunk::Held { id: r.id, offset: self.held_sent, len: r.len - self.held_sent }),
+            front => {
+                let limit = front.map_or(self.queued, |r| r.at);
+                let end = self.sent + max.min(limit - self.sent);
+                (end > self.sent).then(|| Chunk::Bytes(&self.encoder.buffer()[self.sent..end]))
+            }
+        }
+    }
+
+    /// Up to `max` queued bytes from the front, stopping before a held value.
     pub fn peek(&mut self, max: usize) -> &[u8] {
-        let end = self.sent + max.min(self.pending());
-        &self.encoder.buffer()[self.sent..end]
+        match self.chunk(max) {
+            Some(Chunk::Bytes(b)) => b,
+            _ => &[],
+        }
     }
 
-    /// Drops `n` bytes from the front of the queue (what a write sent).
-    pub fn consume(&mut self, n: usize) {
-        self.sent = (self.sent + n.min(self.pending())).min(self.queued);
-        if self.sent == self.queued && self.building.is_none() {
+    /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
+    pub fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.held.front() {
+                Some(r) if r.at == self.sent => {
+                    let m = n.min(r.len - self.held_sent);
+                    self.held_sent += m;
+                    self.held_pending -= m;
+                    n -= m;
+                    if self.held_sent == r.len {
+                        self.held.pop_front();
+                        self.held_sent = 0;
+                    }
+                }
+                front => {
+                    let limit = front.map_or(self.queued, |r| r.at);
+                    let m = n.min(limit - self.sent);
+                    if m == 0 {
+                        break;
+                    }
+                    self.sent += m;
+                    n -= m;
+                }
+            }
+        }
+        if self.sent == self.queued && self.held.is_empty() && self.building.is_none() {
             // All sent: the buffer goes back to the pool until there is more to send.
             pool::release(self.encoder.buffer());
             self.sent = 0;
@@ -248,8 +313,12 @@ impl Session {
             return Ok(());
         }
         let building = self.building.ok_or(EncodeError::Unbalanced)?;
-        self.encoder.finish()?;
+        self.encoder.check_finished()?;
         Self::seal(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, building);
+        for r in self.encoder.refs_mut().drain(..) {
+            self.held_pending += r.len;
+            self.held.push_back(r);
+        }
         self.building = None;
         self.awaiting_reply = false;
         Ok(())
@@ -304,13 +373,15 @@ impl Session {
     }
 
     /// Frames the reply encoded after `b`: writes its header into the room left (moving the payload
-    /// when the header needs another length), or cuts it into fragments.
+    /// and the positions of held values when the header needs another length), or cuts it into
+    /// fragments (not a reply with held values, whose bytes are not here to cut).
     fn seal(encoder: &mut ReplyEncoder, queued: &mut usize, scratch: &mut Vec<u8>, fragment: Option<usize>, b: Building) {
         let body = b.at + b.room;
-        let buf = encoder.buffer();
-        let len = buf.len() - body;
+        let held = encoder.held();
+        let len = encoder.buffer().len() - body + held;
         match fragment {
-            Some(n) if n > 0 && len > n => {
+            Some(n) if n > 0 && len > n && held == 0 => {
+                let buf = encoder.buffer();
                 scratch.clear();
                 scratch.extend_from_slice(&buf[body..]);
                 buf.truncate(b.at);
@@ -318,17 +389,22 @@ impl Session {
             }
             _ => {
                 let h = frame::header_len(len);
-                if h < b.room {
-                    buf.copy_within(body.., b.at + h);
-                    buf.truncate(b.at + h + len);
-                } else if h > b.room {
-                    buf.resize(body + len + (h - b.room), 0);
-                    buf.copy_within(body..body + len, b.at + h);
+                let end = encoder.buffer().len();
+                if h != b.room {
+                    let buf = encoder.buffer();
+                    if h > b.room {
+                        buf.resize(end + (h - b.room), 0);
+                    }
+                    buf.copy_within(body..end, b.at + h);
+                    buf.truncate(b.at + h + (end - body));
+                    for r in encoder.refs_mut() {
+                        r.at = r.at + h - b.room;
+                    }
                 }
-                frame::write_header(&mut buf[b.at..], true, Opcode::Binary, len);
+                frame::write_header(&mut encoder.buffer()[b.at..], true, Opcode::Binary, len);
             }
         }
-        *queued = buf.len();
+        *queued = encoder.buffer().len();
     }
 }
 
@@ -532,6 +608,70 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
                 assert_eq!(out[1], (10, b"ping".to_vec()), "the pong follows the reply");
+            }
+        }
+    }
+
+    /// Drains the queue `step` bytes at a time, putting held values (`values[id]`) in place.
+    fn drain_held(s: &mut Session, values: &[Vec<u8>], step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = s.chunk(step) {
+            let n = match c {
+                Chunk::Bytes(b) => {
+                    out.extend_from_slice(b);
+                    b.len()
+                }
+                Chunk::Held { id, offset, len } => {
+                    let v = &values[id as usize];
+                    assert_eq!(v.len(), offset + len);
+                    let n = len.min(step);
+                    out.extend_from_slice(&v[offset..offset + n]);
+                    n
+                }
+            };
+            let before = s.pending();
+            s.consume(n);
+            assert_eq!(s.pending(), before - n);
+        }
+        assert_eq!(s.pending(), 0);
+        out
+    }
+
+    #[test]
+    fn values_held_by_reference_are_sent_in_place() {
+        let big = Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None };
+        let (pong, state) = {
+            let f = schema::response().field_by_name("pong_resp").unwrap();
+            (u32::from(f.id), u32::from(f.target_message().unwrap().field_by_name("state").unwrap().id))
+        };
+        for req_len in [0usize, 70_000] {
+            for state_len in [1usize, 100, 122, 65_000, 65_530, 70_000] {
+                for step in [7usize, 777, 1 << 20] {
+                    let mut s = Session::new(big);
+                    let values: Vec<Vec<u8>> = (0..2).map(|i| vec![b'a' + i as u8; state_len]).collect();
+                    for (seq, v) in values.iter().enumerate() {
+                        s.feed(&ping_req(seq as i64 + 1, &vec![b'q'; req_len]));
+                        assert!(matches!(s.step(), Step::Command { .. }));
+                        s.reply_begin();
+                        s.encoder().open(pong).unwrap();
+                        s.encoder().put_bytes_ref(state, seq as u32, v.len()).unwrap();
+                        s.encoder().close().unwrap();
+                        s.reply_finish().unwrap();
+                    }
+                    s.feed(&client_frame(true, 9, b"hi", M));
+                    assert!(matches!(s.step(), Step::NeedMore));
+                    let out = frames(&drain_held(&mut s, &values, step));
+                    assert_eq!(out.len(), 3, "request {req_len}, state {state_len}, step {step}");
+                    for (i, v) in values.iter().enumerate() {
+                        let resp = proto::PubSubResp::decode(&out[i].1[..]).unwrap();
+                        assert_eq!(resp.sequence, i as i64 + 1);
+                        match resp.resp {
+                            Some(proto::pub_sub_resp::Resp::PongResp(p)) => assert!(p.state == *v),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    assert_eq!(out[2], (10, b"hi".to_vec()));
+                }
             }
         }
     }

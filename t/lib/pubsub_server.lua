@@ -17,8 +17,25 @@ local function opts_from_args()
     return opts
 end
 
+-- Sizes around the module's by-reference threshold (4096) and the varint steps of nested lengths.
+local SIZES = { 0, 100, 4095, 4096, 16383, 16384, 70000 }
+
+--- The reply of topic "sizes": messages whose keys and values have the SIZES, filled with a letter
+-- chosen by `n`; shared with the tests, which rebuild it to compare.
+function _M.sizes_reply(n)
+    local messages = {}
+    for i, size in ipairs(SIZES) do
+        local letter = string.char(97 + (n + i) % 26)
+        messages[i] = { offset = i, key = string.rep("K", math.floor(size / 3)), value = string.rep(letter, size) }
+    end
+    return { kafka_fetch_resp = { messages = messages } }
+end
+
 local function fetch(params)
     local t = params.topic
+    if t == "sizes" then
+        return _M.sizes_reply(params.partition)
+    end
     if t == "nil_err" then
         return nil, "boom"
     elseif t == "raise" then

@@ -653,3 +653,48 @@ timer decoded sequence 3
 timer error path: invalid wire type 7 at offset 0
 --- no_error_log
 [error]
+
+
+
+=== TEST 22: large values go out by reference, nested, pipelined and in order, byte for byte
+--- config
+    location /t {
+        content_by_lua_block {
+            local rawws = require("rawws")
+            local server = require("pubsub_server")
+            local codec = require("apisix_pubsub_rs")
+            local ws = rawws.connect("/pubsub?max_payload_len=200000")
+            local batch, want = {}, {}
+            for i = 1, 12 do
+                local reply
+                if i % 3 == 0 then
+                    batch[i] = ws.req({ sequence = i, cmd_kafka_fetch = { topic = "sizes", partition = i } })
+                    reply = server.sizes_reply(i)
+                else
+                    local state = string.rep(string.char(64 + i), i % 3 == 1 and 60000 or 4096 + i)
+                    batch[i] = ws.req({ sequence = i, cmd_ping = { state = state } })
+                    reply = { pong_resp = { state = state } }
+                end
+                -- The codec copies every value: what the connection sends must be the same bytes.
+                want[i] = assert(codec.encode_resp(i, reply))
+            end
+            ws:send(table.concat(batch) .. ws.frame(9, "between") .. ws.close_frame(1000))
+            local same = 0
+            for i = 1, 12 do
+                local op, payload = ws:recv()
+                if op == 2 and payload == want[i] then
+                    same = same + 1
+                else
+                    ngx.say("reply ", i, " differs: ", op, " ", #payload, " bytes, want ", #want[i])
+                end
+            end
+            ngx.say("identical replies: ", same)
+            local op, payload = ws:recv()
+            ngx.say(op, " ", payload)
+            ngx.say("close ", ws:close_code())
+        }
+    }
+--- response_body
+identical replies: 12
+10 between
+close 1000
