@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# `make bench`: one nginx worker (pinned to CPU 0 where taskset exists), the load generator on
-# CPU 1, and the matrix connections x depth x state size run against each server in alternation.
+# `make bench`: one nginx per server, each with one worker (pinned to CPU 0 where taskset exists,
+# and only one of them loaded at a time), the load generator on CPU 1, and the matrix
+# connections x depth x state size run against each server in alternation. A worker of its own per
+# server keeps one server's memory out of another's RSS figures.
 # Writes one JSON line per run to bench/results/<date>.jsonl, then BENCHMARKS tables and the plot
 # with bench/report.py.
 #
-#   BENCH_SECONDS   seconds per cell (default 5)
+#   BENCH_SECONDS   seconds per run (default 5)
+#   BENCH_ROUNDS    runs per cell and server (default 3): the servers take turns once per round, and
+#                   the report takes medians, so that a noisy moment on a shared machine skews one
+#                   round, not the result
 #   BENCH_SERVERS   which servers (default "native lua_framing floor"; apisix_original is added
 #                   when APISIX_DIR points at an APISIX checkout and PB_CPATH at a directory with
 #                   lua-protobuf's built pb.so and its protoc.lua; neither is part of this repo)
@@ -14,6 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 lg="$root/loadgen/target/release/pubsub-loadgen"
 secs="${BENCH_SECONDS:-5}"
+rounds="${BENCH_ROUNDS:-3}"
 servers="${BENCH_SERVERS:-native lua_framing floor}"
 conns_list="1 64 512"; depths="1 16"; states="16 1024 60000 1048576"
 if [ -n "${BENCH_QUICK:-}" ]; then conns_list="1 64"; depths="16"; states="16 60000"; fi
@@ -26,7 +32,7 @@ fi
 mkdir -p "$root/bench/results"
 out="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 dir="$(mktemp -d /tmp/apisix-pubsub-rs-bench.XXXXXX)"
-mkdir -p "$dir/conf" "$dir/logs" "$dir/lua/apisix/core" "$dir/lua/resty/websocket"
+mkdir -p "$dir/lua/apisix/core" "$dir/lua/resty/websocket"
 pin_server="" pin_client=""
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     pin_server="worker_cpu_affinity 01;"; pin_client="taskset -c 1"
@@ -37,11 +43,21 @@ if [[ " $servers " == *" apisix_original "* ]]; then
     printf 'local l = {}\nfor _, k in ipairs({"error", "warn", "info", "debug"}) do\n  local lv = ngx[k:upper()] or ngx.ERR\n  l[k] = function(...) ngx.log(lv, ...) end\nend\nreturn l\n' > "$dir/lua/apisix/core/log.lua"
     for m in server client protocol; do echo "return require('nginx.websocket.$m')" > "$dir/lua/resty/websocket/$m.lua"; done
     apisix_path="$dir/lua/?.lua;$APISIX_DIR/?.lua;$PB_CPATH/?.lua;"
-    # APISIX compiles its proto from <nginx prefix>/apisix/include/apisix/model at run time.
-    mkdir -p "$dir/apisix" && ln -s "$APISIX_DIR/apisix/include" "$dir/apisix/include"
 fi
 user=""; [ "$(id -u)" = 0 ] && user="user root;"
-cat > "$dir/conf/nginx.conf" <<CONF
+ulimit -n 16384 || true
+masters=""
+trap 'for m in $masters; do kill -QUIT $m 2>/dev/null; wait $m 2>/dev/null || true; done' EXIT
+declare -A port worker
+p=9280
+for s in $servers; do
+    pre="$dir/$s"
+    mkdir -p "$pre/conf" "$pre/logs"
+    # APISIX compiles its proto from <nginx prefix>/apisix/include/apisix/model at run time.
+    if [ "$s" = apisix_original ]; then
+        mkdir -p "$pre/apisix" && ln -s "$APISIX_DIR/apisix/include" "$pre/apisix/include"
+    fi
+    cat > "$pre/conf/nginx.conf" <<CONF
 load_module /usr/share/nginx/modules/ndk_http_module.so;
 load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
 $user
@@ -59,7 +75,7 @@ http {
     lua_package_path "$apisix_path$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "$root/target/release/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;};";
     server {
-        listen 127.0.0.1:9280 backlog=4096;
+        listen 127.0.0.1:$p backlog=4096;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
@@ -73,37 +89,44 @@ http {
     }
 }
 CONF
-ulimit -n 16384 || true
-nginx -p "$dir/" -c conf/nginx.conf &
-master=$!
-trap 'kill -QUIT $master 2>/dev/null; wait $master 2>/dev/null || true' EXIT
-for _ in $(seq 50); do pgrep -P "$master" >/dev/null && break; sleep 0.1; done
-sleep 0.3
-worker="$(pgrep -P "$master" | head -1)"
-echo "bench: nginx worker $worker, ${secs}s per cell, results in $out"
+    nginx -p "$pre/" -c conf/nginx.conf &
+    master=$!
+    masters="$masters $master"
+    for _ in $(seq 50); do pgrep -P "$master" >/dev/null && break; sleep 0.1; done
+    sleep 0.3
+    port[$s]=$p
+    worker[$s]="$(pgrep -P "$master" | head -1)"
+    echo "bench: $s on port $p, nginx worker ${worker[$s]}"
+    p=$((p + 1))
+done
+echo "bench: $rounds rounds of ${secs}s per cell and server, results in $out"
 for state in $states; do
   for c in $conns_list; do
     for d in $depths; do
       inflight=$((c * d * state))
-      for s in $servers; do
-        label="$s c=$c d=$d state=$state"
-        if [ "$inflight" -gt $((256 * 1024 * 1024)) ]; then
-            echo "{\"label\":\"$label\",\"server\":\"$s\",\"connections\":$c,\"depth\":$d,\"state\":$state,\"skipped\":\"over 256 MiB in flight on a 24 GiB, 2-core machine\"}" | tee -a "$out"
-            continue
-        fi
-        if [ "$s" = apisix_original ] && [ "$state" -gt 60000 ]; then
-            echo "{\"label\":\"$label\",\"server\":\"$s\",\"connections\":$c,\"depth\":$d,\"state\":$state,\"skipped\":\"over lua-resty-websocket's 65535-byte frame limit, which APISIX does not raise\"}" | tee -a "$out"
-            continue
-        fi
-        max=$(( state > 60000 ? 2 * 1024 * 1024 : 65535 ))
-        check=full; path="/$s?max=$max"
-        if [ "$s" = floor ]; then
-            # The loadgen makes every request of a run the same size; the floor counts frames by it.
-            check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
-        fi
-        line=$($pin_client "$lg" --addr 127.0.0.1:9280 --path "$path" -c "$c" -d "$d" -s "$state" -t "$secs" \
-               --server-pid "$worker" --check "$check" --label "$label" || true)
-        echo "${line%\}},\"server\":\"$s\"}" | tee -a "$out"
+      for round in $(seq "$rounds"); do
+        for s in $servers; do
+          label="$s c=$c d=$d state=$state"
+          skip=""
+          if [ "$inflight" -gt $((256 * 1024 * 1024)) ]; then
+              skip="over 256 MiB in flight on a 24 GiB, 2-core machine"
+          elif [ "$s" = apisix_original ] && [ "$state" -gt 60000 ]; then
+              skip="over lua-resty-websocket's 65535-byte frame limit, which APISIX does not raise"
+          fi
+          if [ -n "$skip" ]; then
+              [ "$round" = 1 ] && echo "{\"label\":\"$label\",\"server\":\"$s\",\"connections\":$c,\"depth\":$d,\"state\":$state,\"skipped\":\"$skip\"}" | tee -a "$out"
+              continue
+          fi
+          max=$(( state > 60000 ? 2 * 1024 * 1024 : 65535 ))
+          check=full; path="/$s?max=$max"
+          if [ "$s" = floor ]; then
+              # The loadgen makes every request of a run the same size; the floor counts frames by it.
+              check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
+          fi
+          line=$($pin_client "$lg" --addr "127.0.0.1:${port[$s]}" --path "$path" -c "$c" -d "$d" -s "$state" \
+                 -t "$secs" --server-pid "${worker[$s]}" --check "$check" --label "$label" || true)
+          echo "${line%\}},\"server\":\"$s\",\"round\":$round}" | tee -a "$out"
+        done
       done
     done
   done

@@ -27,49 +27,139 @@ def size(n):
     return {16: "16 B", 1024: "1 KiB", 60000: "60,000 B", 1048576: "1 MiB"}.get(n, f"{n} B")
 
 
-def table(rows):
-    cells = defaultdict(dict)
+def median_run(runs):
+    """The run with the median msgs/s (the lower middle one of an even number)."""
+    runs = sorted(runs, key=lambda r: r["msgs_per_s"])
+    return runs[(len(runs) - 1) // 2]
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def rss_mib(r):
+    return (r.get("server_rss_kib_peak") or r.get("server_rss_kib_after") or 0) / 1024
+
+
+def cells_of(rows):
+    """{(state, conns, depth): {server: {"runs": [...], "median": run, "skipped": text}}}"""
+    cells = defaultdict(lambda: defaultdict(lambda: {"runs": []}))
     for r in rows:
-        cells[(r["state"], r["connections"], r["depth"])][r["server"]] = r
+        c = cells[(r["state"], r["connections"], r["depth"])][r["server"]]
+        if "skipped" in r:
+            c["skipped"] = r["skipped"]
+        elif r.get("msgs_per_s") is not None:
+            c["runs"].append(r)
+    for servers in cells.values():
+        for c in servers.values():
+            if c["runs"]:
+                c["median"] = median_run(c["runs"])
+    return cells
+
+
+def ratio(cell, a, b, key="msgs_per_s"):
+    """Median over rounds of a's figure over b's, rounds paired (both ran within seconds)."""
+    ra = {r.get("round", 1): r for r in cell.get(a, {}).get("runs", [])}
+    rb = {r.get("round", 1): r for r in cell.get(b, {}).get("runs", [])}
+    pairs = [ra[k][key] / rb[k][key] for k in ra if k in rb and rb[k].get(key)]
+    return median(pairs) if pairs else None
+
+
+def table(rows):
+    cells = cells_of(rows)
     present = [s for s in SERVERS if any(s in c for c in cells.values())]
-    head = "| state | conns | depth | " + " | ".join(f"{s} msgs/s (p99 µs, CPU, RSS MiB)" for s in present)
+    head = "| state | conns | depth | " + " | ".join(f"{s} msgs/s (p99 µs, CPU, peak RSS MiB)" for s in present)
     head += " | native / " + " | native / ".join(s for s in present if s != "native") + " |"
     out = [head, "|" + "---|" * (3 + len(present) + len(present) - 1)]
     for key in sorted(cells):
         c = cells[key]
         parts = [size(key[0]), str(key[1]), str(key[2])]
         for s in present:
-            r = c.get(s)
-            if r is None:
+            e = c.get(s, {})
+            r = e.get("median")
+            if "skipped" in e:
+                parts.append("not served: " + e["skipped"])
+            elif r is None:
                 parts.append("–")
-            elif "skipped" in r:
-                parts.append("not served: " + r["skipped"])
-            elif r.get("errors"):
-                parts.append(f"{r['msgs_per_s']:,.0f} with {r['errors']} errors")
             else:
+                errs = sum(x.get("errors") or 0 for x in e["runs"])
                 sat = ", client-bound" if r.get("client_saturated") else ""
-                rss = (r.get("server_rss_kib_after") or 0) / 1024
-                parts.append(f"{r['msgs_per_s']:,.0f} ({r['p99_us']:,}, {r['server_cpu']:.0%}, {rss:.0f}{sat})")
-        n = c.get("native")
+                err = f", **{errs} errors**" if errs else ""
+                parts.append(f"{r['msgs_per_s']:,.0f} ({r['p99_us']:,}, {r['server_cpu']:.0%}, {rss_mib(r):.0f}{sat}{err})")
         for s in present:
-            if s == "native":
-                continue
-            o = c.get(s)
-            ok = n and o and "skipped" not in n and "skipped" not in o and o.get("msgs_per_s")
-            parts.append(f"{n['msgs_per_s'] / o['msgs_per_s']:.2f}×" if ok else "–")
+            if s != "native":
+                q = ratio(c, "native", s)
+                parts.append(f"{q:.2f}×" if q else "–")
         out.append("| " + " | ".join(parts) + " |")
     return "\n".join(out)
 
 
-def svg(rows, path):
-    # msgs/s by state size, best cell per (server, state), log-log axes.
-    best = defaultdict(dict)
-    for r in rows:
-        if "skipped" in r or r.get("errors") or not r.get("msgs_per_s"):
+def targets(rows):
+    """The benchmark issue's targets, judged from the medians and paired ratios."""
+    cells = cells_of(rows)
+    out = ["| target | result |", "|---|---|"]
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    for state, conns, depth in [(16, 64, 16), (60000, 1, 16)]:
+        c = cells.get((state, conns, depth), {})
+        q = ratio(c, "native", "apisix_original")
+        if q is None:
+            out.append(f"| native ≥ 3× apisix_original at {size(state)}, {conns}×{depth} | not measured |")
+        else:
+            n, o = c["native"]["median"], c["apisix_original"]["median"]
+            out.append(f"| native ≥ 3× apisix_original at {size(state)}, {conns}×{depth} | {q:.2f}× "
+                       f"({n['msgs_per_s']:,.0f} vs {o['msgs_per_s']:,.0f} msgs/s): {verdict(q >= 3)} |")
+    judged, missed = 0, []
+    for key, c in sorted(cells.items()):
+        f = c.get("floor", {}).get("median")
+        q = ratio(c, "native", "floor")
+        if f is None or q is None or f["server_cpu"] < 0.9:
             continue
-        cur = best[r["server"]].get(r["state"])
-        if cur is None or r["msgs_per_s"] > cur:
-            best[r["server"]][r["state"]] = r["msgs_per_s"]
+        judged += 1
+        if q < 0.6:
+            missed.append(f"{size(key[0])} {key[1]}×{key[2]} ({q:.2f}×)")
+    worst = min((ratio(c, "native", "floor") for k, c in cells.items()
+                 if c.get("floor", {}).get("median", {}).get("server_cpu", 0) >= 0.9
+                 and ratio(c, "native", "floor") is not None), default=None)
+    text = f"{judged} cells judged, lowest {worst:.2f}×" if worst is not None else "no cell judged"
+    out.append(f"| native ≥ 0.6× floor where the floor's core is ≥ 90 % busy | {text}: "
+               + (verdict(True) if not missed else "**not met** in " + ", ".join(missed)) + " |")
+    for what, key in [("p99 latency", "p99_us"), ("peak worker RSS", "server_rss_kib_peak")]:
+        over, worst, n = [], None, 0
+        for k, c in sorted(cells.items()):
+            if "median" not in c.get("native", {}) or "median" not in c.get("apisix_original", {}):
+                continue
+            a, b = c["native"]["median"].get(key), c["apisix_original"]["median"].get(key)
+            if not a or not b:
+                continue
+            n += 1
+            q = a / b
+            worst = q if worst is None else max(worst, q)
+            if q > 1.1:
+                over.append(f"{size(k[0])} {k[1]}×{k[2]} ({q:.2f}×)")
+        if n == 0:
+            out.append(f"| {what} ≤ 1.1× apisix_original | not measured |")
+        else:
+            out.append(f"| {what} ≤ 1.1× apisix_original | {n} cells, highest {worst:.2f}×: "
+                       + (verdict(True) if not over else "**not met** in " + ", ".join(over)) + " |")
+    return "\n".join(out)
+
+
+def svg(rows, path):
+    # msgs/s by state size, the best cell's median per (server, state), log-log axes.
+    best = defaultdict(dict)
+    for (state, _, _), servers in cells_of(rows).items():
+        for server, e in servers.items():
+            r = e.get("median")
+            if r is None or not r.get("msgs_per_s"):
+                continue
+            cur = best[server].get(state)
+            if cur is None or r["msgs_per_s"] > cur:
+                best[server][state] = r["msgs_per_s"]
     if not best:
         return
     W, H, L, B, T, R = 640, 400, 70, 50, 30, 150
@@ -83,7 +173,7 @@ def svg(rows, path):
     fy = lambda v: H - B - (math.log10(v) - y0) / (y1 - y0) * (H - B - T)
     el = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
           f'<rect width="{W}" height="{H}" fill="white"/>',
-          f'<text x="{W / 2}" y="18" text-anchor="middle">pubsub pings per second by state size (best cell per server)</text>']
+          f'<text x="{W / 2}" y="18" text-anchor="middle">pubsub pings per second by state size (best cell per server, median of rounds)</text>']
     for e in range(y0, y1 + 1):
         y = fy(10 ** e)
         el.append(f'<line x1="{L}" x2="{W - R}" y1="{y}" y2="{y}" stroke="#ddd"/>')
@@ -115,6 +205,8 @@ def main():
         out_svg = args[args.index("--svg") + 1]
     rows = load(args[0])
     print(table(rows))
+    print()
+    print(targets(rows))
     svg(rows, out_svg)
     print(f"\nplot: {out_svg}")
     return 0

@@ -790,18 +790,20 @@ function _M.wait(self)
             return
         end
 
+        -- Read on while the frame being received cannot be complete yet: a frame larger than
+        -- nginx's socket buffer (lua_socket_buffer_size, 4 KiB by default) comes in many pieces.
         local data
-        data, err = sock:receiveany(READ_MAX)
-        if data then
-            C.session_feed(sess, data, #data)
-        elseif err == "timeout" then
+        repeat
+            data, err = sock:receiveany(READ_MAX)
+        until not data or C.session_feed(sess, data, #data) ~= 1
+        if not data and err == "timeout" then
             if C.session_mid_message(sess) ~= 0 then
                 -- A stalled peer holds buffers: end it.
                 C.session_close(sess, 1008, "timeout", 7)
                 flush(self)
                 return "timeout in the middle of a frame"
             end
-        else
+        elseif not data then
             local len = self.len
             local what = C.session_waiting(sess, len)
             return fatal("failed to receive " .. ffi_string(what, len[0]) .. ": " .. err)

@@ -112,12 +112,11 @@ extern "C" fn session_encoder(s: *mut LuaSession) -> *mut ReplyEncoder {
     guard(ptr::null_mut(), || unsafe { (*s).session.encoder() as *mut ReplyEncoder })
 }
 
+/// 1 when the frame being received still needs more bytes (reading on without a step is fine),
+/// 0 when a step may make progress, -1 on an internal error.
 extern "C" fn session_feed(s: *mut LuaSession, data: *const u8, len: usize) -> c_int {
     // SAFETY: a live session; data/len a Lua string.
-    guard(-1, || unsafe {
-        (*s).session.feed(bytes(data, len));
-        0
-    })
+    guard(-1, || unsafe { c_int::from((*s).session.feed(bytes(data, len)) > 0) })
 }
 
 extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_int {

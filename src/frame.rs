@@ -243,6 +243,9 @@ pub struct Decoder {
     start: usize,
     /// Bytes after `start` that belong to the event handed out last.
     consumed: usize,
+    /// Bytes still needed before anything can be decoded, as of the last [`Poll::NeedMore`] and the
+    /// feeds since.
+    need: usize,
     /// Reassembly buffer of a fragmented message.
     message: Vec<u8>,
     /// The opcode of the fragmented message being reassembled.
@@ -269,6 +272,7 @@ impl Decoder {
             buf: Vec::new(),
             start: 0,
             consumed: 0,
+            need: 0,
             message: Vec::new(),
             fragmented: None,
             message_done: false,
@@ -283,9 +287,13 @@ impl Decoder {
     }
 
     /// Appends received bytes.
-    pub fn feed(&mut self, data: &[u8]) {
+    ///
+    /// Returns how many more bytes are needed at least before [`Decoder::poll`] can make progress:
+    /// while it is not 0, a caller can go on reading without polling.
+    pub fn feed(&mut self, data: &[u8]) -> usize {
+        self.need = self.need.saturating_sub(data.len());
         if data.is_empty() {
-            return;
+            return self.need;
         }
         self.release();
         pool::refill(&mut self.buf);
@@ -295,6 +303,7 @@ impl Decoder {
             self.start = 0;
         }
         self.buf.extend_from_slice(data);
+        self.need
     }
 
     /// Received bytes not yet done with.
@@ -427,7 +436,10 @@ impl Decoder {
             self.release();
             let found = match self.next_frame() {
                 Ok(Ok(found)) => found,
-                Ok(Err(need)) => return Ok(Poll::NeedMore(need)),
+                Ok(Err(need)) => {
+                    self.need = need;
+                    return Ok(Poll::NeedMore(need));
+                }
                 Err(e) => {
                     self.failed = Some(e);
                     return Err(e);
@@ -848,6 +860,25 @@ mod tests {
         let mut s = client_frame(false, 1, &[0xc3], M);
         s.extend(client_frame(true, 0, &[0xa9], M));
         assert_eq!(one(&s), Ok(Poll::Event(Event::Text("é"))));
+    }
+
+    #[test]
+    fn feed_tells_how_many_bytes_are_missing_at_least() {
+        let mut d = Decoder::default();
+        let f = client_frame(true, 2, &[7u8; 300], [1, 2, 3, 4]);
+        assert_eq!(d.feed(&f[..1]), 0, "nothing known yet: poll");
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(1)));
+        assert_eq!(d.feed(&f[1..3]), 0);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(1)), "the rest of the extended length");
+        assert_eq!(d.feed(&f[3..4]), 0);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(4)), "the mask");
+        assert_eq!(d.feed(&f[4..6]), 2);
+        assert_eq!(d.feed(&f[6..8]), 0);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(300)));
+        assert_eq!(d.feed(&f[8..108]), 200);
+        assert_eq!(d.feed(&f[108..307]), 1);
+        assert_eq!(d.feed(&f[307..]), 0);
+        assert!(matches!(d.poll(), Ok(Poll::Event(Event::Binary(p))) if p == [7u8; 300]));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 
 use std::cell::RefCell;
 
-/// Buffers kept at most.
-const KEEP: usize = 16;
+/// Buffers kept at most: enough for the connections that complete a frame between two reads,
+/// few enough that the pool adds little to a worker's memory.
+const KEEP: usize = 4;
 /// Larger buffers go back to the allocator, so a burst of big messages leaves no lasting mark.
 const MAX_CAPACITY: usize = 4 << 20;
 

@@ -147,9 +147,10 @@ impl Session {
         }
     }
 
-    /// Appends bytes read from the socket.
-    pub fn feed(&mut self, data: &[u8]) {
-        self.frames.feed(data);
+    /// Appends bytes read from the socket. Returns how many more are needed at least before
+    /// [`Session::step`] can make progress (0: step now).
+    pub fn feed(&mut self, data: &[u8]) -> usize {
+        self.frames.feed(data)
     }
 
     /// The frame decoder (to ask whether the peer is mid-message, and what it was sending).

@@ -36,7 +36,8 @@ USAGE: pubsub-loadgen [OPTIONS]
   -h, --help          this text
 
 Output: one JSON line: msgs_per_s, latency percentiles (us), errors, client and server CPU
-(fraction of one core), server RSS (KiB), and client_saturated (client CPU >= 0.9 of a core).";
+(fraction of one core), server RSS (KiB) before, after and at its peak during the run (sampled
+every 50 ms), and client_saturated (client CPU >= 0.9 of a core).";
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -409,6 +410,19 @@ async fn main() {
     let server0 = o.server_pid.and_then(proc_cpu);
     let client0 = cpu_seconds_self();
     let rss_before = o.server_pid.and_then(proc_rss_kib);
+    // The worker's peak RSS while the run lasts, sampled every 50 ms.
+    let rss_peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before.unwrap_or(0)));
+    let sampler = o.server_pid.map(|pid| {
+        let peak = rss_peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(v) = proc_rss_kib(pid) {
+                    peak.fetch_max(v, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    });
     let started = Instant::now();
     let mut total = Tally::default();
     if let Some(n) = o.cycles {
@@ -438,12 +452,16 @@ async fn main() {
         _ => "null".into(),
     };
     let rss_after = o.server_pid.and_then(proc_rss_kib);
+    if let Some(t) = sampler {
+        t.abort();
+    }
+    let rss_peak = rss_after.map(|a| a.max(rss_peak.load(std::sync::atomic::Ordering::Relaxed)));
     total.latencies_us.sort_unstable();
     let l = &total.latencies_us;
     println!(
         "{{\"label\":\"{}\",\"connections\":{},\"depth\":{},\"state\":{},\"seconds\":{:.2},\"replies\":{},\"msgs_per_s\":{:.0},\
 \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"first_error\":{},\"client_cpu\":{:.3},\"client_saturated\":{},\
-\"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{}}}",
+\"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{},\"server_rss_kib_peak\":{}}}",
         o.label.replace('"', "'"),
         o.connections,
         o.depth,
@@ -461,6 +479,7 @@ async fn main() {
         server_cpu,
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
+        rss_peak.map_or("null".into(), |v| v.to_string()),
     );
     if total.errors > 0 {
         std::process::exit(1);
