@@ -6,6 +6,7 @@
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
 #   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak (minutes)
 #   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original)
+#   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages
 
@@ -23,7 +24,7 @@ DEB_PACKAGES = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core 
 
 LIB = target/release/libapisix_pubsub_rs.so
 
-.PHONY: all build test test-rust test-t deps run install valgrind soak loadgen bench clean
+.PHONY: all build test test-rust test-t deps run install valgrind soak loadgen bench instructions clean
 
 all: build
 
@@ -56,6 +57,10 @@ loadgen:
 
 bench: deps build loadgen
 	./bench/bench.sh
+
+instructions: deps build loadgen
+	@command -v valgrind >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	./bench/instructions.sh
 
 soak: deps build loadgen
 	./scripts/soak.sh

@@ -234,6 +234,11 @@ struct Header {
 /// Most bytes the decoder sets aside for a frame whose header has come and payload not yet.
 const RESERVE_AHEAD: usize = 4 << 20;
 
+/// A partial frame of at most this size (what has come plus what is missing) waits for the rest in
+/// a small buffer of its own, and the read buffer goes back to the pool: an idle pipelining
+/// connection then holds about one small frame, not a read buffer.
+const PARK_MAX: usize = 4096;
+
 /// The frame decoder of one connection.
 #[derive(Debug)]
 pub struct Decoder {
@@ -246,6 +251,8 @@ pub struct Decoder {
     /// Bytes still needed before anything can be decoded, as of the last [`Poll::NeedMore`] and the
     /// feeds since.
     need: usize,
+    /// A small partial frame set aside while `buf` is back in the pool (`buf` is then empty).
+    parked: Vec<u8>,
     /// Reassembly buffer of a fragmented message.
     message: Vec<u8>,
     /// The opcode of the fragmented message being reassembled.
@@ -273,6 +280,7 @@ impl Decoder {
             start: 0,
             consumed: 0,
             need: 0,
+            parked: Vec::new(),
             message: Vec::new(),
             fragmented: None,
             message_done: false,
@@ -296,19 +304,54 @@ impl Decoder {
             return self.need;
         }
         self.release();
+        self.unpark();
         pool::refill(&mut self.buf);
-        if self.start > 0 && self.buf.capacity() - self.buf.len() < data.len() {
-            // Move the partial frame to the front rather than grow.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
+        self.make_room(data.len());
         self.buf.extend_from_slice(data);
         self.need
     }
 
+    /// Sets a small partial frame aside and gives the read buffer back to the pool.
+    fn park(&mut self) {
+        let unread = self.buf.len() - self.start;
+        if unread > 0 && unread + self.need <= PARK_MAX && self.buf.capacity() > PARK_MAX {
+            self.parked.clear();
+            self.parked.extend_from_slice(&self.buf[self.start..]);
+            self.start = 0;
+            pool::release(&mut self.buf);
+        }
+    }
+
+    /// Puts a parked partial frame back at the front of the read buffer.
+    fn unpark(&mut self) {
+        if !self.parked.is_empty() {
+            pool::refill(&mut self.buf);
+            self.buf.extend_from_slice(&self.parked);
+            self.parked.clear();
+        }
+    }
+
+    /// Makes room for `n` more bytes: first by moving the unread bytes to the front, over those
+    /// done with, and only then by growing. The buffer so stays within what is unread plus what
+    /// comes, however long a pipelining peer keeps it from emptying.
+    fn make_room(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() >= n {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(n);
+    }
+
     /// Received bytes not yet done with.
     fn unread(&self) -> &[u8] {
-        &self.buf[self.start..]
+        if self.parked.is_empty() {
+            &self.buf[self.start..]
+        } else {
+            &self.parked
+        }
     }
 
     /// True when part of a frame or of a fragmented message is buffered: the peer is mid-message.
@@ -432,12 +475,14 @@ impl Decoder {
         if let Some(e) = self.failed {
             return Err(e);
         }
+        self.unpark();
         loop {
             self.release();
             let found = match self.next_frame() {
                 Ok(Ok(found)) => found,
                 Ok(Err(need)) => {
                     self.need = need;
+                    self.park();
                     return Ok(Poll::NeedMore(need));
                 }
                 Err(e) => {
@@ -468,7 +513,7 @@ impl Decoder {
             if have < end {
                 // Room for the whole frame now, rather than growing (and copying) as it arrives;
                 // up to a bound, so a header alone cannot claim much memory.
-                self.buf.reserve((end - have).min(RESERVE_AHEAD));
+                self.make_room((end - have).min(RESERVE_AHEAD));
                 return Ok(Err(end - have));
             }
             let s = self.start;
@@ -860,6 +905,50 @@ mod tests {
         let mut s = client_frame(false, 1, &[0xc3], M);
         s.extend(client_frame(true, 0, &[0xa9], M));
         assert_eq!(one(&s), Ok(Poll::Event(Event::Text("é"))));
+    }
+
+    #[test]
+    fn a_pipelining_peer_cannot_grow_the_buffer() {
+        // Frames of 1,000 bytes fed in pieces of 4,096: the buffer never empties, as a partial
+        // frame is always pending, yet it must stay near the size of what is unread.
+        let mut d = Decoder::default();
+        let frame = client_frame(true, 2, &[5u8; 1000], [9, 8, 7, 6]);
+        let stream: Vec<u8> = std::iter::repeat(frame).take(5000).flatten().collect();
+        let mut frames = 0;
+        for piece in stream.chunks(4096) {
+            d.feed(piece);
+            while let Ok(Poll::Event(Event::Binary(_))) = d.poll() {
+                frames += 1;
+            }
+            assert!(d.buf.capacity() <= 4 * 4096, "buffer of {} bytes", d.buf.capacity());
+        }
+        assert_eq!(frames, 5000);
+    }
+
+    #[test]
+    fn a_small_partial_frame_waits_without_the_read_buffer() {
+        let mut d = Decoder::default();
+        let frame = client_frame(true, 2, &[3u8; 1000], [1, 1, 2, 2]);
+        let mut stream: Vec<u8> = std::iter::repeat(frame.clone()).take(20).flatten().collect();
+        // 10.5 frames in one read: ten are served, half a frame waits.
+        let first = 10 * frame.len() + 500;
+        d.buf = Vec::with_capacity(64 * 1024);
+        d.feed(&stream[..first]);
+        for _ in 0..10 {
+            assert!(matches!(d.poll(), Ok(Poll::Event(Event::Binary(_)))));
+        }
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(frame.len() - 500)));
+        assert_eq!(d.buf.capacity(), 0, "the read buffer went back to the pool");
+        assert_eq!(d.parked.len(), 500);
+        assert!(d.is_mid_message());
+        assert_eq!(d.buffered(), 500);
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(frame.len() - 500)), "polling again changes nothing");
+        d.feed(&stream.split_off(first));
+        for _ in 0..10 {
+            assert!(matches!(d.poll(), Ok(Poll::Event(Event::Binary(p))) if p == [3u8; 1000]));
+        }
+        assert_eq!(d.poll(), Ok(Poll::NeedMore(2)));
+        assert!(!d.is_mid_message());
     }
 
     #[test]

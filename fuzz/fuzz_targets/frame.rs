@@ -1,9 +1,11 @@
-//! The frame decoder and the session on arbitrary bytes, fed in arbitrary chunks: no panic, and
-//! chunking never changes what comes out.
+//! The frame decoder and the session on arbitrary bytes, fed in arbitrary chunks: no panic,
+//! chunking never changes what comes out, a feed that says more bytes are needed is right, and
+//! replies with values held by reference drain to exactly their length.
 #![no_main]
 
 use apisix_pubsub_rs::frame::{Decoder, Event, Limits, Poll};
-use apisix_pubsub_rs::session::{Options, Session, Step};
+use apisix_pubsub_rs::schema;
+use apisix_pubsub_rs::session::{Chunk, Options, Session, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// What the decoder yields, in a form cheap to compare: (kind, bytes); kind 0 is an error.
@@ -12,7 +14,10 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
     let mut d = Decoder::new(limits);
     let mut out = Vec::new();
     for piece in data.chunks(chunk.max(1)) {
-        d.feed(piece);
+        if d.feed(piece) > 0 {
+            assert!(matches!(d.poll(), Ok(Poll::NeedMore(_))), "feed said more bytes were needed");
+            continue;
+        }
         loop {
             match d.poll() {
                 Ok(Poll::Event(ev)) => out.push(match ev {
@@ -36,17 +41,41 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
 fuzz_target!(|input: &[u8]| {
     let Some((&chunk, data)) = input.split_first() else { return };
     assert_eq!(run(data, usize::from(chunk)), run(data, data.len()));
+    let pong = schema::response().field_by_name("pong_resp").expect("pong_resp");
+    let state = pong.target_message().and_then(|m| m.field_by_name("state")).expect("state");
     let mut s = Session::new(Options::default());
+    let mut held = 0u32;
     for piece in data.chunks(usize::from(chunk).max(1)) {
         s.feed(piece);
         loop {
             match s.step() {
                 Step::NeedMore | Step::Ended => break,
-                Step::Command { .. } => s.reply_error(b"fuzz"),
+                Step::Command { sequence, .. } if sequence % 2 == 0 => s.reply_error(b"fuzz"),
+                Step::Command { sequence, .. } => {
+                    // A pong whose state is held by reference, of a length the input picks.
+                    let len = (sequence as u64 % 70_000) as usize;
+                    s.reply_begin();
+                    let e = s.encoder();
+                    e.open(u32::from(pong.id)).expect("open pong_resp");
+                    e.put_bytes_ref(u32::from(state.id), held, len).expect("held state");
+                    e.close().expect("close pong_resp");
+                    s.reply_finish().expect("finish");
+                    held += 1;
+                }
                 _ => {}
             }
         }
-        let n = s.peek(65536).len();
-        s.consume(n);
+        // Drain it all: every chunk is consumed whole, and pending counts down to 0 exactly.
+        while let Some(c) = s.chunk(usize::from(chunk).max(1) * 97) {
+            let n = match c {
+                Chunk::Bytes(b) => b.len(),
+                Chunk::Held { len, .. } => len,
+            };
+            assert!(n > 0);
+            let before = s.pending();
+            s.consume(n);
+            assert_eq!(s.pending(), before - n);
+        }
+        assert_eq!(s.pending(), 0);
     }
 });
