@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: one nginx per server, each with one worker (pinned to CPU 0 where taskset exists,
 # and only one of them loaded at a time), the load generator on CPU 1, and the matrix
-# connections x depth x state size run against each server in alternation. A worker of its own per
-# server keeps one server's memory out of another's RSS figures.
+# connections x depth x state size run against each server in alternation. Each cell starts fresh
+# nginx instances, a worker of its own per server, so a worker's RSS in a cell is that server's in
+# that cell: not another server's, nor what an earlier cell left behind.
 # Writes one JSON line per run to bench/results/<date>.jsonl, then BENCHMARKS tables and the plot
 # with bench/report.py.
 #
@@ -47,15 +48,20 @@ fi
 user=""; [ "$(id -u)" = 0 ] && user="user root;"
 ulimit -n 16384 || true
 masters=""
-trap 'for m in $masters; do kill -QUIT $m 2>/dev/null; wait $m 2>/dev/null || true; done' EXIT
+stop_servers() {
+    for m in $masters; do kill -QUIT "$m" 2>/dev/null; wait "$m" 2>/dev/null || true; done
+    masters=""
+}
+trap stop_servers EXIT
 declare -A port worker
-p=9280
-for s in $servers; do
+start_servers() {
+  local p=9280 s pre master
+  for s in $servers; do
     pre="$dir/$s"
     mkdir -p "$pre/conf" "$pre/logs"
     # APISIX compiles its proto from <nginx prefix>/apisix/include/apisix/model at run time.
     if [ "$s" = apisix_original ]; then
-        mkdir -p "$pre/apisix" && ln -s "$APISIX_DIR/apisix/include" "$pre/apisix/include"
+        mkdir -p "$pre/apisix" && ln -sfn "$APISIX_DIR/apisix/include" "$pre/apisix/include"
     fi
     cat > "$pre/conf/nginx.conf" <<CONF
 load_module /usr/share/nginx/modules/ndk_http_module.so;
@@ -96,14 +102,15 @@ CONF
     sleep 0.3
     port[$s]=$p
     worker[$s]="$(pgrep -P "$master" | head -1)"
-    echo "bench: $s on port $p, nginx worker ${worker[$s]}"
     p=$((p + 1))
-done
-echo "bench: $rounds rounds of ${secs}s per cell and server, results in $out"
+  done
+}
+echo "bench: $rounds rounds of ${secs}s per cell and server, fresh nginx per cell, results in $out"
 for state in $states; do
   for c in $conns_list; do
     for d in $depths; do
       inflight=$((c * d * state))
+      start_servers
       for round in $(seq "$rounds"); do
         for s in $servers; do
           label="$s c=$c d=$d state=$state"
@@ -128,6 +135,7 @@ for state in $states; do
           echo "${line%\}},\"server\":\"$s\",\"round\":$round}" | tee -a "$out"
         done
       done
+      stop_servers
     done
   done
 done

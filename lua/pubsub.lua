@@ -78,6 +78,7 @@ local C = {
     session_encoder = fn("session_encoder", E .. "(*)(" .. S .. ")"),
     session_feed = fn("session_feed", "int (*)(" .. S .. ", const char *, size_t)"),
     session_step = fn("session_step", "int (*)(" .. S .. ", " .. EV .. ")"),
+    session_echo_ping = fn("session_echo_ping", "void (*)(" .. S .. ", int)"),
     session_mid_message = fn("session_mid_message", "int (*)(" .. S .. ")"),
     session_waiting = fn("session_waiting", "const char *(*)(" .. S .. ", size_t *)"),
     session_peek = fn("session_peek", "const char *(*)(" .. S .. ", size_t, size_t *, int64_t *)"),
@@ -106,6 +107,7 @@ local C = {
 }
 
 local EVENT_T = ffi.typeof("apisix_pubsub_rs_event")
+local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
 local SIZE_T_BOX = ffi.typeof("size_t[1]")
 local SIZE_T_PAIR = ffi.typeof("size_t[2]")
 local INT64_BOX = ffi.typeof("int64_t[1]")
@@ -611,6 +613,9 @@ function _M.new(opts)
         return nil, "failed to create a session"
     end
     sess = ffi_gc(sess, C.session_free)
+    -- Until on() registers a handler of its own, cmd_ping gets the default handler's pong
+    -- ({pong_resp = {state = params.state}}) straight from Rust, without a parameter table.
+    C.session_echo_ping(sess, 1)
     local self = setmetatable({
         sock = sock,
         sess = sess,
@@ -644,6 +649,9 @@ function _M.on(self, command, handler)
         error("bad handler for " .. command .. ": a function expected, got " .. type(handler), 2)
     end
     self.cmd_handler[command] = handler
+    if command == "cmd_ping" and ffi_istype(SESSION_T, self.sess) then
+        C.session_echo_ping(self.sess, handler == default_ping and 1 or 0)
+    end
 end
 
 -- Writes and reads stay at or under 64 KiB: LuaJIT's allocator maps larger strings with mmap and

@@ -163,6 +163,13 @@ extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_int {
     })
 }
 
+extern "C" fn session_echo_ping(s: *mut LuaSession, on: c_int) {
+    if !s.is_null() {
+        // SAFETY: a live session.
+        guard((), || unsafe { (*s).session.set_echo_ping(on != 0) })
+    }
+}
+
 extern "C" fn session_mid_message(s: *const LuaSession) -> c_int {
     // SAFETY: a live session.
     guard(0, || c_int::from(unsafe { (*s).session.frames().is_mid_message() }))
@@ -376,7 +383,7 @@ extern "C" fn codec_decode(c: *mut Codec, p: *const u8, len: usize, ev: *mut Eve
 }
 
 /// Every function the Lua face calls, by the name it uses.
-fn functions() -> [(&'static [u8], *mut c_void); 31] {
+fn functions() -> [(&'static [u8], *mut c_void); 32] {
     macro_rules! f {
         ($name:ident) => {
             (concat!(stringify!($name), "\0").as_bytes(), $name as *mut c_void)
@@ -387,6 +394,7 @@ fn functions() -> [(&'static [u8], *mut c_void); 31] {
         f!(session_free),
         f!(session_encoder),
         f!(session_feed),
+        f!(session_echo_ping),
         f!(session_step),
         f!(session_mid_message),
         f!(session_waiting),

@@ -253,6 +253,8 @@ pub struct Decoder {
     need: usize,
     /// A small partial frame set aside while `buf` is back in the pool (`buf` is then empty).
     parked: Vec<u8>,
+    /// Where the data event handed out last lives, until the next feed or poll.
+    last: Option<Found>,
     /// Reassembly buffer of a fragmented message.
     message: Vec<u8>,
     /// The opcode of the fragmented message being reassembled.
@@ -281,6 +283,7 @@ impl Decoder {
             consumed: 0,
             need: 0,
             parked: Vec::new(),
+            last: None,
             message: Vec::new(),
             fragmented: None,
             message_done: false,
@@ -331,18 +334,28 @@ impl Decoder {
         }
     }
 
-    /// Makes room for `n` more bytes: first by moving the unread bytes to the front, over those
-    /// done with, and only then by growing. The buffer so stays within what is unread plus what
-    /// comes, however long a pipelining peer keeps it from emptying.
+    /// Makes room for `n` more bytes: by moving the unread bytes to the front, over those done
+    /// with, when these are at least as many (so each byte moves at most about once), else by
+    /// growing. The buffer so stays within about twice what is unread plus what comes, however
+    /// long a pipelining peer keeps it from emptying.
     fn make_room(&mut self, n: usize) {
         if self.buf.capacity() - self.buf.len() >= n {
             return;
         }
-        if self.start > 0 {
+        if self.start > 0 && self.start >= self.buf.len() - self.start {
             self.buf.drain(..self.start);
             self.start = 0;
         }
         self.buf.reserve(n);
+    }
+
+    /// The payload of the event handed out last (empty once the next feed or poll has begun).
+    pub fn last_payload(&self) -> &[u8] {
+        match self.last {
+            Some(Found::Frame(_, start, end)) => &self.unread()[start..end],
+            Some(Found::Message(_)) => &self.message,
+            None => &[],
+        }
     }
 
     /// Received bytes not yet done with.
@@ -378,6 +391,7 @@ impl Decoder {
 
     /// Drops what the previous event borrowed.
     fn release(&mut self) {
+        self.last = None;
         self.start += self.consumed;
         self.consumed = 0;
         if self.start == self.buf.len() {
@@ -496,7 +510,10 @@ impl Decoder {
                     return Err(e);
                 }
                 Ok(ev @ (Event::Ping(_) | Event::Pong(_))) if on_control(&ev) => continue,
-                Ok(_) => break Ok(Poll::Event(self.event(found)?)),
+                Ok(_) => {
+                    self.last = Some(found);
+                    break Ok(Poll::Event(self.event(found)?));
+                }
             }
         }
     }
@@ -579,7 +596,7 @@ impl Decoder {
 }
 
 /// Where the event found by [`Decoder::next_frame`] lives.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Found {
     /// A frame's payload, `unread()[start..end]`.
     Frame(Opcode, usize, usize),

@@ -281,6 +281,11 @@ impl RequestDecoder {
         RequestDecoder::default()
     }
 
+    /// The ops and text of the last [`RequestDecoder::decode`] that succeeded.
+    pub fn last(&self) -> (&[Op], &[u8]) {
+        (&self.ops, &self.text)
+    }
+
     /// Decodes one `PubSubReq`. The ops of the result point into `buf` and into this decoder.
     pub fn decode<'a>(&'a mut self, buf: &[u8]) -> Result<Request<'a>, DecodeError> {
         self.ops.clear();

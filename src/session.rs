@@ -78,6 +78,28 @@ pub enum Chunk<'a> {
     },
 }
 
+/// Schema ids the `cmd_ping` echo needs.
+struct PingIds {
+    command: &'static Field,
+    state: u32,
+    reply: u32,
+    reply_state: u32,
+}
+
+impl PingIds {
+    fn get() -> &'static PingIds {
+        static IDS: std::sync::OnceLock<PingIds> = std::sync::OnceLock::new();
+        IDS.get_or_init(|| {
+            let command = crate::schema::request().field_by_name("cmd_ping").expect("PubSubReq.cmd_ping");
+            let reply = crate::schema::response().field_by_name("pong_resp").expect("PubSubResp.pong_resp");
+            let state = |f: &'static Field| {
+                u32::from(f.target_message().and_then(|m| m.field_by_name("state")).expect("a state field").id)
+            };
+            PingIds { command, state: state(command), reply: u32::from(reply.id), reply_state: state(reply) }
+        })
+    }
+}
+
 /// A reply being encoded in the output buffer.
 #[derive(Clone, Copy, Debug)]
 struct Building {
@@ -99,6 +121,10 @@ pub struct Session {
     sent: usize,
     queued: usize,
     held: VecDeque<Ref>,
+    /// Answer `cmd_ping` here as the default handler would, without handing it out.
+    echo_ping: bool,
+    /// The command handed out last.
+    command: Option<&'static Field>,
     /// Bytes of the front held value already consumed, and of all held values left.
     held_sent: usize,
     held_pending: usize,
@@ -135,6 +161,8 @@ impl Session {
             sent: 0,
             queued: 0,
             held: VecDeque::new(),
+            echo_ping: false,
+            command: None,
             held_sent: 0,
             held_pending: 0,
             building: None,
@@ -156,6 +184,13 @@ impl Session {
     /// The frame decoder (to ask whether the peer is mid-message, and what it was sending).
     pub fn frames(&self) -> &Decoder {
         &self.frames
+    }
+
+    /// Whether `cmd_ping` is answered here, as the default handler of APISIX answers it (a pong
+    /// with the request's state), instead of being handed out: for a caller that has no handler
+    /// of its own for it.
+    pub fn set_echo_ping(&mut self, on: bool) {
+        self.echo_ping = on;
     }
 
     /// Queued output bytes, held values included.
@@ -238,35 +273,39 @@ impl Session {
         }
         // A reply begun and never finished or failed is dropped.
         self.building = None;
-        let Session { frames, encoder, queued, .. } = self;
-        let polled = frames.poll_data(|ev| {
-            if let Event::Ping(p) = ev {
-                push_to(encoder, queued, |b| frame::encode_frame(b, Opcode::Pong, p));
-            }
-            true
-        });
-        let event = match polled {
-            Ok(Poll::NeedMore(_)) => return Step::NeedMore,
-            Ok(Poll::Event(ev)) => ev,
-            Err(e) => {
-                self.ended = true;
-                push_to(encoder, queued, |b| frame::encode_close(b, e.close_code(), ""));
-                return Step::Failed(e);
-            }
-        };
-        match event {
-            Event::Ping(_) | Event::Pong(_) => unreachable!("control frames are taken care of above"),
-            Event::Close(status) => {
-                let code = status.map_or(close_code::NORMAL, |(c, _)| c);
-                self.ended = true;
-                push_to(encoder, queued, |b| frame::encode_close(b, code, ""));
-                Step::Closed(code)
-            }
-            Event::Text(t) => {
-                preview(&mut self.note, t);
-                Step::Text(&self.note)
-            }
-            Event::Binary(payload) => match self.requests.decode(payload) {
+        loop {
+            let Session { frames, encoder, queued, .. } = self;
+            let polled = frames.poll_data(|ev| {
+                if let Event::Ping(p) = ev {
+                    push_to(encoder, queued, |b| frame::encode_frame(b, Opcode::Pong, p));
+                }
+                true
+            });
+            let event = match polled {
+                Ok(Poll::NeedMore(_)) => return Step::NeedMore,
+                Ok(Poll::Event(ev)) => ev,
+                Err(e) => {
+                    self.ended = true;
+                    push_to(encoder, queued, |b| frame::encode_close(b, e.close_code(), ""));
+                    return Step::Failed(e);
+                }
+            };
+            let payload = match event {
+                Event::Ping(_) | Event::Pong(_) => unreachable!("control frames are taken care of above"),
+                Event::Close(status) => {
+                    let code = status.map_or(close_code::NORMAL, |(c, _)| c);
+                    self.ended = true;
+                    push_to(encoder, queued, |b| frame::encode_close(b, code, ""));
+                    return Step::Closed(code);
+                }
+                Event::Text(t) => {
+                    preview(&mut self.note, t);
+                    return Step::Text(&self.note);
+                }
+                Event::Binary(payload) => payload,
+            };
+            let req = match self.requests.decode(payload) {
+                Ok(req) => req,
                 Err(e) => {
                     use std::fmt::Write as _;
                     self.note.clear();
@@ -281,18 +320,57 @@ impl Session {
                         0,
                         b"wrong command",
                     );
-                    Step::Undecodable(&self.note)
+                    return Step::Undecodable(&self.note);
                 }
-                Ok(req) => {
-                    let Some(command) = req.command else {
-                        return Step::Empty;
-                    };
-                    self.sequence = req.sequence;
-                    self.hint = payload.len();
-                    self.awaiting_reply = true;
-                    Step::Command { sequence: req.sequence, command, ops: req.ops, payload, text: req.text }
-                }
-            },
+            };
+            let Some(command) = req.command else {
+                return Step::Empty;
+            };
+            if self.echo_ping && std::ptr::eq(command, PingIds::get().command) {
+                Self::echo(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, req.sequence, req.ops, payload);
+                continue;
+            }
+            self.sequence = req.sequence;
+            self.command = Some(command);
+            self.hint = payload.len();
+            self.awaiting_reply = true;
+            break;
+        }
+        let (ops, text) = self.requests.last();
+        let command = self.command.expect("set before the loop ends");
+        Step::Command { sequence: self.sequence, command, ops, payload: self.frames.last_payload(), text }
+    }
+
+    /// Makes the pong of the default `cmd_ping` handler, `{pong_resp = {state = params.state}}`,
+    /// straight from the request: the last `state` in it (as a parameter table would hold), or none.
+    fn echo(
+        encoder: &mut ReplyEncoder,
+        queued: &mut usize,
+        scratch: &mut Vec<u8>,
+        fragment: Option<usize>,
+        sequence: i64,
+        ops: &[Op],
+        payload: &[u8],
+    ) {
+        let ids = PingIds::get();
+        let mut depth = 0usize;
+        let mut state: &[u8] = &[];
+        for op in ops {
+            match op.code & !crate::message::op::REPEATED {
+                crate::message::op::OPEN => depth += 1,
+                crate::message::op::CLOSE => depth = depth.saturating_sub(1),
+                crate::message::op::BYTES if depth == 0 && op.field == ids.state => state = &payload[op.offset..op.offset + op.len],
+                _ => {}
+            }
+        }
+        let mut building = None;
+        Self::begin(encoder, *queued, &mut building, payload.len(), sequence);
+        // Ids from the schema and a value of the field's type: these writes cannot fail.
+        let _ = encoder.open(ids.reply);
+        let _ = encoder.put_bytes(ids.reply_state, state);
+        let _ = encoder.close();
+        if let Some(b) = building {
+            Self::seal(encoder, queued, scratch, fragment, b);
         }
     }
 
@@ -675,6 +753,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pings_are_answered_here_as_the_default_handler_would() {
+        let mut s = Session::new(Options::default());
+        s.set_echo_ping(true);
+        // state absent; state given twice (the last one counts, as in a parameter table) with an
+        // unknown field between; a ping cut into two fragments; a command that is handed out.
+        let mut twice = Vec::new();
+        for (number, v) in [(1u64, &b"first"[..]), (9, b"unknown"), (1, b"second")] {
+            crate::wire::put_tag(&mut twice, number as u32, crate::wire::WireType::Len);
+            crate::wire::put_varint(&mut twice, v.len() as u64);
+            twice.extend_from_slice(v);
+        }
+        let mut req = Vec::new();
+        crate::wire::put_tag(&mut req, 1, crate::wire::WireType::Varint);
+        crate::wire::put_varint(&mut req, 2);
+        crate::wire::put_tag(&mut req, 32, crate::wire::WireType::Len);
+        crate::wire::put_varint(&mut req, twice.len() as u64);
+        req.extend_from_slice(&twice);
+        let fetch = proto::PubSubReq {
+            sequence: 4,
+            req: Some(proto::pub_sub_req::Req::CmdKafkaFetch(proto::CmdKafkaFetch { topic: "t".into(), partition: 0, offset: 0 })),
+        }
+        .encode_to_vec();
+        let split = ping_req(3, &[b'z'; 300]);
+        let mut input = ping_req(1, b"");
+        input.extend(client_frame(true, 2, &req, M));
+        input.extend(client_frame(false, 2, &proto_of(&split)[..100], M));
+        input.extend(client_frame(true, 0, &proto_of(&split)[100..], M));
+        input.extend(client_frame(true, 2, &fetch, M));
+        input.extend(ping_req(5, b"after"));
+        s.feed(&input);
+        match s.step() {
+            Step::Command { sequence, command, .. } => assert_eq!((sequence, command.name), (4, "cmd_kafka_fetch")),
+            other => panic!("{other:?}"),
+        }
+        s.reply_error(b"no kafka here");
+        assert!(matches!(s.step(), Step::NeedMore));
+        let got: Vec<(i64, String)> = drain(&mut s)
+            .iter()
+            .map(|f| {
+                let r = proto::PubSubResp::decode(&f.1[..]).unwrap();
+                let what = match r.resp {
+                    Some(proto::pub_sub_resp::Resp::PongResp(p)) => String::from_utf8(p.state).unwrap(),
+                    Some(proto::pub_sub_resp::Resp::ErrorResp(e)) => format!("error {}", e.message),
+                    other => format!("{other:?}"),
+                };
+                (r.sequence, what)
+            })
+            .collect();
+        let want: Vec<(i64, String)> = vec![
+            (1, String::new()),
+            (2, "second".into()),
+            (3, "z".repeat(300)),
+            (4, "error no kafka here".into()),
+            (5, "after".into()),
+        ];
+        assert_eq!(got, want);
+
+        s.set_echo_ping(false);
+        s.feed(&ping_req(6, b"x"));
+        assert!(matches!(s.step(), Step::Command { sequence: 6, .. }), "a handler of its own gets the ping");
+    }
+
+    /// The PubSubReq inside a frame made by `ping_req`.
+    fn proto_of(frame: &[u8]) -> Vec<u8> {
+        let (len, hdr) = match frame[1] & 0x7f {
+            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+            n => (n as usize, 2),
+        };
+        let mask = [frame[hdr], frame[hdr + 1], frame[hdr + 2], frame[hdr + 3]];
+        frame[hdr + 4..hdr + 4 + len].iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect()
     }
 
     #[test]
