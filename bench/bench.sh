@@ -11,7 +11,8 @@
 #   BENCH_ROUNDS    runs per cell and server (default 3): the servers take turns once per round, and
 #                   the report takes medians, so that a noisy moment on a shared machine skews one
 #                   round, not the result
-#   BENCH_SERVERS   which servers (default "native lua_framing floor"; apisix_original is added
+#   BENCH_SERVERS   which servers (default "native lua_framing floor"; also native_lua_handler,
+#                   the module with a cmd_ping handler written in Lua; apisix_original is added
 #                   when APISIX_DIR points at an APISIX checkout and PB_CPATH at a directory with
 #                   lua-protobuf's built pb.so and its protoc.lua; neither is part of this repo)
 #   BENCH_QUICK=1   a small matrix, for a smoke test
@@ -83,6 +84,7 @@ http {
     server {
         listen 127.0.0.1:$p backlog=4096;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /native_lua_handler { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
         location = /apisix_original {

@@ -9,8 +9,9 @@ import math
 import sys
 from collections import defaultdict
 
-SERVERS = ["native", "lua_framing", "floor", "apisix_original"]
-COLORS = {"native": "#d62728", "lua_framing": "#1f77b4", "floor": "#7f7f7f", "apisix_original": "#2ca02c"}
+SERVERS = ["native", "native_lua_handler", "lua_framing", "floor", "apisix_original"]
+COLORS = {"native": "#d62728", "native_lua_handler": "#ff7f0e", "lua_framing": "#1f77b4", "floor": "#7f7f7f",
+          "apisix_original": "#2ca02c"}
 
 
 def load(path):

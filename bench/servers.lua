@@ -1,5 +1,6 @@
 -- The servers `make bench` compares, each behind its own location of one nginx worker.
--- native:       this module, end to end.
+-- native:       this module, end to end, with its default cmd_ping handler.
+-- native_lua_handler: the same with a cmd_ping handler written in Lua (the same echo).
 -- lua_framing:  Debian's nginx.websocket.server does the framing, this module's codec the protobuf,
 --               with the same handler logic: isolates what native framing buys.
 -- floor:        reads with receiveany and answers each frame with a precomputed reply, decoding
@@ -14,6 +15,18 @@ function _M.native(max)
         ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
         return ngx.exit(400)
     end
+    pubsub:wait()
+end
+
+function _M.native_lua_handler(max)
+    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max })
+    if not pubsub then
+        ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
+        return ngx.exit(400)
+    end
+    pubsub:on("cmd_ping", function(params)
+        return { pong_resp = { state = params.state } }
+    end)
     pubsub:wait()
 end
 

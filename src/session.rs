@@ -78,6 +78,31 @@ pub enum Chunk<'a> {
     },
 }
 
+/// Pings whose state is shorter than this are answered in Rust when the default handler is in
+/// place: there the parameter and reply tables cost more than the bytes.
+const ECHO_BELOW: usize = 4096;
+/// So are pings whose state is at least this long: a Lua string this size is mapped and unmapped
+/// by LuaJIT's allocator each time. Between the two, the Lua path is cheaper: the state becomes
+/// one Lua string, which the reply holds by reference, where an echo here would copy it twice.
+const ECHO_FROM: usize = 128 * 1024;
+
+/// The `state` of a `cmd_ping` request: the last one in it (as a parameter table would hold), or
+/// empty.
+fn ping_state<'a>(ops: &[Op], payload: &'a [u8]) -> &'a [u8] {
+    let ids = PingIds::get();
+    let mut depth = 0usize;
+    let mut state: &[u8] = &[];
+    for op in ops {
+        match op.code & !crate::message::op::REPEATED {
+            crate::message::op::OPEN => depth += 1,
+            crate::message::op::CLOSE => depth = depth.saturating_sub(1),
+            crate::message::op::BYTES if depth == 0 && op.field == ids.state => state = &payload[op.offset..op.offset + op.len],
+            _ => {}
+        }
+    }
+    state
+}
+
 /// Schema ids the `cmd_ping` echo needs.
 struct PingIds {
     command: &'static Field,
@@ -188,7 +213,8 @@ impl Session {
 
     /// Whether `cmd_ping` is answered here, as the default handler of APISIX answers it (a pong
     /// with the request's state), instead of being handed out: for a caller that has no handler
-    /// of its own for it.
+    /// of its own for it. Pings with a state of 4 KiB up to 128 KiB are handed out all the same
+    /// (see `ECHO_BELOW`, `ECHO_FROM`).
     pub fn set_echo_ping(&mut self, on: bool) {
         self.echo_ping = on;
     }
@@ -327,8 +353,11 @@ impl Session {
                 return Step::Empty;
             };
             if self.echo_ping && std::ptr::eq(command, PingIds::get().command) {
-                Self::echo(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, req.sequence, req.ops, payload);
-                continue;
+                let state = ping_state(req.ops, payload);
+                if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
+                    Self::echo(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, req.sequence, state, payload.len());
+                    continue;
+                }
             }
             self.sequence = req.sequence;
             self.command = Some(command);
@@ -341,30 +370,19 @@ impl Session {
         Step::Command { sequence: self.sequence, command, ops, payload: self.frames.last_payload(), text }
     }
 
-    /// Makes the pong of the default `cmd_ping` handler, `{pong_resp = {state = params.state}}`,
-    /// straight from the request: the last `state` in it (as a parameter table would hold), or none.
+    /// Makes the pong of the default `cmd_ping` handler, `{pong_resp = {state = params.state}}`.
     fn echo(
         encoder: &mut ReplyEncoder,
         queued: &mut usize,
         scratch: &mut Vec<u8>,
         fragment: Option<usize>,
         sequence: i64,
-        ops: &[Op],
-        payload: &[u8],
+        state: &[u8],
+        hint: usize,
     ) {
         let ids = PingIds::get();
-        let mut depth = 0usize;
-        let mut state: &[u8] = &[];
-        for op in ops {
-            match op.code & !crate::message::op::REPEATED {
-                crate::message::op::OPEN => depth += 1,
-                crate::message::op::CLOSE => depth = depth.saturating_sub(1),
-                crate::message::op::BYTES if depth == 0 && op.field == ids.state => state = &payload[op.offset..op.offset + op.len],
-                _ => {}
-            }
-        }
         let mut building = None;
-        Self::begin(encoder, *queued, &mut building, payload.len(), sequence);
+        Self::begin(encoder, *queued, &mut building, hint, sequence);
         // Ids from the schema and a value of the field's type: these writes cannot fail.
         let _ = encoder.open(ids.reply);
         let _ = encoder.put_bytes(ids.reply_state, state);
@@ -813,9 +831,17 @@ mod tests {
         ];
         assert_eq!(got, want);
 
+        s.feed(&ping_req(6, &[b'm'; ECHO_BELOW]));
+        assert!(matches!(s.step(), Step::Command { sequence: 6, .. }), "a mid-sized state goes to Lua");
+        s.reply_error(b"");
+        let mut big = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        big.set_echo_ping(true);
+        big.feed(&ping_req(7, &vec![b'b'; ECHO_FROM]));
+        assert!(matches!(big.step(), Step::NeedMore), "a large state is answered here");
+        assert_eq!(drain(&mut big).len(), 1);
         s.set_echo_ping(false);
-        s.feed(&ping_req(6, b"x"));
-        assert!(matches!(s.step(), Step::Command { sequence: 6, .. }), "a handler of its own gets the ping");
+        s.feed(&ping_req(8, b"x"));
+        assert!(matches!(s.step(), Step::Command { sequence: 8, .. }), "a handler of its own gets the ping");
     }
 
     /// The PubSubReq inside a frame made by `ping_req`.
