@@ -134,99 +134,44 @@ struct Building {
     room: usize,
 }
 
-/// The state of one connection.
+/// The output queue of a session: the reply encoder's buffer, `buffer[sent..queued]`, with the
+/// values held by reference spliced in at their positions, and a reply being built after it.
 #[derive(Debug)]
-pub struct Session {
-    opts: Options,
-    frames: Decoder,
-    requests: RequestDecoder,
-    /// Encodes replies; its buffer holds the output queue, `buffer[sent..queued]`, with the values
-    /// held by reference spliced in at their positions.
+struct Output {
     encoder: ReplyEncoder,
     sent: usize,
     queued: usize,
     held: VecDeque<Ref>,
-    /// Answer `cmd_ping` here as the default handler would, without handing it out.
-    echo_ping: bool,
-    /// The command handed out last.
-    command: Option<&'static Field>,
     /// Bytes of the front held value already consumed, and of all held values left.
     held_sent: usize,
     held_pending: usize,
     building: Option<Building>,
     /// A reply's payload while it is cut into fragments (the `fragment` option only).
     scratch: Vec<u8>,
-    sequence: i64,
-    /// Payload length of the last request: replies tend to be of its size, so it picks the header
-    /// room of the next reply.
-    hint: usize,
-    awaiting_reply: bool,
-    ended: bool,
-    note: String,
+    /// Split replies into frames of at most this many payload bytes.
+    fragment: Option<usize>,
 }
 
-/// Appends frames with `write` to the output queue in `encoder`'s buffer, dropping a reply left
-/// half-built.
-fn push_to(encoder: &mut ReplyEncoder, queued: &mut usize, write: impl FnOnce(&mut Vec<u8>)) {
-    let buf = encoder.buffer();
-    buf.truncate(*queued);
-    pool::refill(buf);
-    write(buf);
-    *queued = buf.len();
-}
-
-impl Session {
-    /// A session with these options.
-    pub fn new(opts: Options) -> Session {
-        Session {
-            opts,
-            frames: Decoder::new(opts.limits),
-            requests: RequestDecoder::new(),
+impl Output {
+    fn new(fragment: Option<usize>) -> Output {
+        Output {
             encoder: ReplyEncoder::new(),
             sent: 0,
             queued: 0,
             held: VecDeque::new(),
-            echo_ping: false,
-            command: None,
             held_sent: 0,
             held_pending: 0,
             building: None,
             scratch: Vec::new(),
-            sequence: 0,
-            hint: 0,
-            awaiting_reply: false,
-            ended: false,
-            note: String::new(),
+            fragment,
         }
     }
 
-    /// Appends bytes read from the socket. Returns how many more are needed at least before
-    /// [`Session::step`] can make progress (0: step now).
-    pub fn feed(&mut self, data: &[u8]) -> usize {
-        self.frames.feed(data)
-    }
-
-    /// The frame decoder (to ask whether the peer is mid-message, and what it was sending).
-    pub fn frames(&self) -> &Decoder {
-        &self.frames
-    }
-
-    /// Whether `cmd_ping` is answered here, as the default handler of APISIX answers it (a pong
-    /// with the request's state), instead of being handed out: for a caller that has no handler
-    /// of its own for it. Pings with a state of 4 KiB up to 128 KiB are handed out all the same
-    /// (see `ECHO_BELOW`, `ECHO_FROM`).
-    pub fn set_echo_ping(&mut self, on: bool) {
-        self.echo_ping = on;
-    }
-
-    /// Queued output bytes, held values included.
-    pub fn pending(&self) -> usize {
+    fn pending(&self) -> usize {
         self.queued - self.sent + self.held_pending
     }
 
-    /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
-    /// `None` when nothing is queued.
-    pub fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+    fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
         match self.held.front() {
             Some(r) if r.at == self.sent => Some(Chunk::Held { id: r.id, offset: self.held_sent, len: r.len - self.held_sent }),
             front => {
@@ -237,16 +182,7 @@ impl Session {
         }
     }
 
-    /// Up to `max` queued bytes from the front, stopping before a held value.
-    pub fn peek(&mut self, max: usize) -> &[u8] {
-        match self.chunk(max) {
-            Some(Chunk::Bytes(b)) => b,
-            _ => &[],
-        }
-    }
-
-    /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
-    pub fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, mut n: usize) {
         while n > 0 {
             match self.held.front() {
                 Some(r) if r.at == self.sent => {
@@ -278,211 +214,65 @@ impl Session {
         }
     }
 
+    /// Appends frames with `write`, dropping a reply left half-built.
     fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         self.building = None;
-        push_to(&mut self.encoder, &mut self.queued, write);
+        let buf = self.encoder.buffer();
+        buf.truncate(self.queued);
+        pool::refill(buf);
+        write(buf);
+        self.queued = buf.len();
     }
 
-    /// True once a close was received, sent or forced by an error.
-    pub fn is_ended(&self) -> bool {
-        self.ended
+    /// Opens a reply after the queued output, behind room for its frame header: 4 bytes (payloads
+    /// up to 65535 bytes) unless `hint`, the request's size, was larger, then 10.
+    fn begin(&mut self, hint: usize, sequence: i64) {
+        let room = if hint > 0xffff { 10 } else { 4 };
+        let at = self.queued;
+        let buf = self.encoder.buffer();
+        buf.truncate(at);
+        pool::refill(buf);
+        buf.resize(at + room, 0);
+        self.encoder.begin_after(at + room, sequence);
+        self.building = Some(Building { at, room });
     }
 
-    /// Serves frames until a command needs its handler, or until more bytes are needed.
-    pub fn step(&mut self) -> Step<'_> {
-        if self.awaiting_reply {
-            // The loop moved on without replying: the client still gets its one reply.
-            self.reply_error(b"");
-        }
-        if self.ended {
-            return Step::Ended;
-        }
-        // A reply begun and never finished or failed is dropped.
-        self.building = None;
-        loop {
-            let Session { frames, encoder, queued, .. } = self;
-            let polled = frames.poll_data(|ev| {
-                if let Event::Ping(p) = ev {
-                    push_to(encoder, queued, |b| frame::encode_frame(b, Opcode::Pong, p));
-                }
-                true
-            });
-            let event = match polled {
-                Ok(Poll::NeedMore(_)) => return Step::NeedMore,
-                Ok(Poll::Event(ev)) => ev,
-                Err(e) => {
-                    self.ended = true;
-                    push_to(encoder, queued, |b| frame::encode_close(b, e.close_code(), ""));
-                    return Step::Failed(e);
-                }
-            };
-            let payload = match event {
-                Event::Ping(_) | Event::Pong(_) => unreachable!("control frames are taken care of above"),
-                Event::Close(status) => {
-                    let code = status.map_or(close_code::NORMAL, |(c, _)| c);
-                    self.ended = true;
-                    push_to(encoder, queued, |b| frame::encode_close(b, code, ""));
-                    return Step::Closed(code);
-                }
-                Event::Text(t) => {
-                    preview(&mut self.note, t);
-                    return Step::Text(&self.note);
-                }
-                Event::Binary(payload) => payload,
-            };
-            let req = match self.requests.decode(payload) {
-                Ok(req) => req,
-                Err(e) => {
-                    use std::fmt::Write as _;
-                    self.note.clear();
-                    let _ = write!(self.note, "{e}");
-                    self.hint = 0;
-                    Self::error_reply(
-                        &mut self.encoder,
-                        &mut self.queued,
-                        &mut self.building,
-                        &mut self.scratch,
-                        self.opts.fragment,
-                        0,
-                        b"wrong command",
-                    );
-                    return Step::Undecodable(&self.note);
-                }
-            };
-            let Some(command) = req.command else {
-                return Step::Empty;
-            };
-            if self.echo_ping && std::ptr::eq(command, PingIds::get().command) {
-                let state = ping_state(req.ops, payload);
-                if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
-                    Self::echo(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, req.sequence, state, payload.len());
-                    continue;
-                }
-            }
-            self.sequence = req.sequence;
-            self.command = Some(command);
-            self.hint = payload.len();
-            self.awaiting_reply = true;
-            break;
-        }
-        let (ops, text) = self.requests.last();
-        let command = self.command.expect("set before the loop ends");
-        Step::Command { sequence: self.sequence, command, ops, payload: self.frames.last_payload(), text }
-    }
-
-    /// Makes the pong of the default `cmd_ping` handler, `{pong_resp = {state = params.state}}`.
-    fn echo(
-        encoder: &mut ReplyEncoder,
-        queued: &mut usize,
-        scratch: &mut Vec<u8>,
-        fragment: Option<usize>,
-        sequence: i64,
-        state: &[u8],
-        hint: usize,
-    ) {
-        let ids = PingIds::get();
-        let mut building = None;
-        Self::begin(encoder, *queued, &mut building, hint, sequence);
-        // Ids from the schema and a value of the field's type: these writes cannot fail.
-        let _ = encoder.open(ids.reply);
-        let _ = encoder.put_bytes(ids.reply_state, state);
-        let _ = encoder.close();
-        if let Some(b) = building {
-            Self::seal(encoder, queued, scratch, fragment, b);
-        }
-    }
-
-    /// Starts the reply to the command handed out last; fill it through [`Session::encoder`].
-    pub fn reply_begin(&mut self) {
-        Self::begin(&mut self.encoder, self.queued, &mut self.building, self.hint, self.sequence);
-    }
-
-    /// The encoder of the reply being built.
-    pub fn encoder(&mut self) -> &mut ReplyEncoder {
-        &mut self.encoder
-    }
-
-    /// Queues the reply built since [`Session::reply_begin`].
-    pub fn reply_finish(&mut self) -> Result<(), EncodeError> {
-        if self.ended {
-            // Closed meanwhile: nothing may follow the close frame.
-            self.awaiting_reply = false;
-            return Ok(());
-        }
-        let building = self.building.ok_or(EncodeError::Unbalanced)?;
+    /// Queues the reply built since [`Output::begin`].
+    fn finish(&mut self) -> Result<(), EncodeError> {
+        let b = self.building.ok_or(EncodeError::Unbalanced)?;
         self.encoder.check_finished()?;
-        Self::seal(&mut self.encoder, &mut self.queued, &mut self.scratch, self.opts.fragment, building);
+        self.seal(b);
         for r in self.encoder.refs_mut().drain(..) {
             self.held_pending += r.len;
             self.held.push_back(r);
         }
         self.building = None;
-        self.awaiting_reply = false;
         Ok(())
     }
 
-    /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
-    pub fn reply_error(&mut self, message: &[u8]) {
-        self.awaiting_reply = false;
-        if self.ended {
-            return;
-        }
-        let (seq, fragment) = (self.sequence, self.opts.fragment);
-        Self::error_reply(&mut self.encoder, &mut self.queued, &mut self.building, &mut self.scratch, fragment, seq, message);
-    }
-
-    /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the
-    /// session has ended already: one close frame per connection.
-    pub fn close(&mut self, code: u16, reason: &str) {
-        if !self.ended {
-            self.ended = true;
-            self.awaiting_reply = false;
-            self.push(|b| frame::encode_close(b, code, reason));
-        }
-    }
-
-    /// Opens a reply after the queued output, behind room for its frame header: 4 bytes (payloads up
-    /// to 65535 bytes) unless the request was larger, then 10.
-    fn begin(encoder: &mut ReplyEncoder, queued: usize, building: &mut Option<Building>, hint: usize, sequence: i64) {
-        let room = if hint > 0xffff { 10 } else { 4 };
-        let buf = encoder.buffer();
-        buf.truncate(queued);
-        pool::refill(buf);
-        buf.resize(queued + room, 0);
-        encoder.begin_after(queued + room, sequence);
-        *building = Some(Building { at: queued, room });
-    }
-
-    fn error_reply(
-        encoder: &mut ReplyEncoder,
-        queued: &mut usize,
-        building: &mut Option<Building>,
-        scratch: &mut Vec<u8>,
-        fragment: Option<usize>,
-        sequence: i64,
-        message: &[u8],
-    ) {
-        Self::begin(encoder, *queued, building, 0, sequence);
-        encoder.put_error(0, message);
-        if let Some(b) = building.take() {
-            Self::seal(encoder, queued, scratch, fragment, b);
-        }
+    /// Queues a reply that `fill` writes whole (balanced, from schema ids: it cannot fail).
+    fn reply(&mut self, hint: usize, sequence: i64, fill: impl FnOnce(&mut ReplyEncoder)) {
+        self.begin(hint, sequence);
+        fill(&mut self.encoder);
+        let finished = self.finish();
+        debug_assert!(finished.is_ok(), "{finished:?}");
     }
 
     /// Frames the reply encoded after `b`: writes its header into the room left (moving the payload
     /// and the positions of held values when the header needs another length), or cuts it into
     /// fragments (not a reply with held values, whose bytes are not here to cut).
-    fn seal(encoder: &mut ReplyEncoder, queued: &mut usize, scratch: &mut Vec<u8>, fragment: Option<usize>, b: Building) {
+    fn seal(&mut self, b: Building) {
+        let encoder = &mut self.encoder;
         let body = b.at + b.room;
         let held = encoder.held();
         let len = encoder.buffer().len() - body + held;
-        match fragment {
+        match self.fragment {
             Some(n) if n > 0 && len > n && held == 0 => {
                 let buf = encoder.buffer();
-                scratch.clear();
-                scratch.extend_from_slice(&buf[body..]);
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&buf[body..]);
                 buf.truncate(b.at);
-                frame::encode_message(buf, Opcode::Binary, scratch, Some(n));
+                frame::encode_message(buf, Opcode::Binary, &self.scratch, Some(n));
             }
             _ => {
                 let h = frame::header_len(len);
@@ -501,7 +291,212 @@ impl Session {
                 frame::write_header(&mut encoder.buffer()[b.at..], true, Opcode::Binary, len);
             }
         }
-        *queued = encoder.buffer().len();
+        self.queued = encoder.buffer().len();
+    }
+}
+
+/// The state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    frames: Decoder,
+    requests: RequestDecoder,
+    out: Output,
+    /// Answer `cmd_ping` here as the default handler would, without handing it out.
+    echo_ping: bool,
+    /// The command handed out last, and its sequence.
+    command: Option<&'static Field>,
+    sequence: i64,
+    /// Payload length of the last request: replies tend to be of its size, so it picks the header
+    /// room of the next reply.
+    hint: usize,
+    awaiting_reply: bool,
+    ended: bool,
+    note: String,
+}
+
+impl Session {
+    /// A session with these options.
+    pub fn new(opts: Options) -> Session {
+        Session {
+            frames: Decoder::new(opts.limits),
+            requests: RequestDecoder::new(),
+            out: Output::new(opts.fragment),
+            echo_ping: false,
+            command: None,
+            sequence: 0,
+            hint: 0,
+            awaiting_reply: false,
+            ended: false,
+            note: String::new(),
+        }
+    }
+
+    /// Appends bytes read from the socket. Returns how many more are needed at least before
+    /// [`Session::step`] can make progress (0: step now).
+    pub fn feed(&mut self, data: &[u8]) -> usize {
+        self.frames.feed(data)
+    }
+
+    /// The frame decoder (to ask whether the peer is mid-message, and what it was sending).
+    pub fn frames(&self) -> &Decoder {
+        &self.frames
+    }
+
+    /// Whether `cmd_ping` is answered here, as the default handler of APISIX answers it (a pong
+    /// with the request's state), instead of being handed out: for a caller that has no handler
+    /// of its own for it. Pings with a state of 4 KiB up to 128 KiB are handed out all the same
+    /// (see `ECHO_BELOW`, `ECHO_FROM`).
+    pub fn set_echo_ping(&mut self, on: bool) {
+        self.echo_ping = on;
+    }
+
+    /// Queued output bytes, held values included.
+    pub fn pending(&self) -> usize {
+        self.out.pending()
+    }
+
+    /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
+    /// `None` when nothing is queued.
+    pub fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+        self.out.chunk(max)
+    }
+
+    /// Up to `max` queued bytes from the front, stopping before a held value.
+    pub fn peek(&mut self, max: usize) -> &[u8] {
+        match self.out.chunk(max) {
+            Some(Chunk::Bytes(b)) => b,
+            _ => &[],
+        }
+    }
+
+    /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
+    pub fn consume(&mut self, n: usize) {
+        self.out.consume(n);
+    }
+
+    /// True once a close was received, sent or forced by an error.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Serves frames until a command needs its handler, or until more bytes are needed.
+    pub fn step(&mut self) -> Step<'_> {
+        if self.awaiting_reply {
+            // The loop moved on without replying: the client still gets its one reply.
+            self.reply_error(b"");
+        }
+        if self.ended {
+            return Step::Ended;
+        }
+        // A reply begun and never finished or failed is dropped.
+        self.out.building = None;
+        loop {
+            let Session { frames, out, .. } = self;
+            let polled = frames.poll_data(|ev| {
+                if let Event::Ping(p) = ev {
+                    out.push(|b| frame::encode_frame(b, Opcode::Pong, p));
+                }
+                true
+            });
+            let event = match polled {
+                Ok(Poll::NeedMore(_)) => return Step::NeedMore,
+                Ok(Poll::Event(ev)) => ev,
+                Err(e) => {
+                    self.ended = true;
+                    out.push(|b| frame::encode_close(b, e.close_code(), ""));
+                    return Step::Failed(e);
+                }
+            };
+            let payload = match event {
+                Event::Ping(_) | Event::Pong(_) => unreachable!("control frames are taken care of above"),
+                Event::Close(status) => {
+                    let code = status.map_or(close_code::NORMAL, |(c, _)| c);
+                    self.ended = true;
+                    out.push(|b| frame::encode_close(b, code, ""));
+                    return Step::Closed(code);
+                }
+                Event::Text(t) => {
+                    preview(&mut self.note, t);
+                    return Step::Text(&self.note);
+                }
+                Event::Binary(payload) => payload,
+            };
+            let req = match self.requests.decode(payload) {
+                Ok(req) => req,
+                Err(e) => {
+                    use std::fmt::Write as _;
+                    self.note.clear();
+                    let _ = write!(self.note, "{e}");
+                    self.hint = 0;
+                    out.reply(0, 0, |e| e.put_error(0, b"wrong command"));
+                    return Step::Undecodable(&self.note);
+                }
+            };
+            let Some(command) = req.command else {
+                return Step::Empty;
+            };
+            if self.echo_ping && std::ptr::eq(command, PingIds::get().command) {
+                let state = ping_state(req.ops, payload);
+                if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
+                    // The pong of the default handler, `{pong_resp = {state = params.state}}`.
+                    let ids = PingIds::get();
+                    out.reply(payload.len(), req.sequence, |e| {
+                        let _ = e.open(ids.reply);
+                        let _ = e.put_bytes(ids.reply_state, state);
+                        let _ = e.close();
+                    });
+                    continue;
+                }
+            }
+            self.sequence = req.sequence;
+            self.command = Some(command);
+            self.hint = payload.len();
+            self.awaiting_reply = true;
+            break;
+        }
+        let (ops, text) = self.requests.last();
+        let command = self.command.expect("set before the loop ends");
+        Step::Command { sequence: self.sequence, command, ops, payload: self.frames.last_payload(), text }
+    }
+
+    /// Starts the reply to the command handed out last; fill it through [`Session::encoder`].
+    pub fn reply_begin(&mut self) {
+        self.out.begin(self.hint, self.sequence);
+    }
+
+    /// The encoder of the reply being built.
+    pub fn encoder(&mut self) -> &mut ReplyEncoder {
+        &mut self.out.encoder
+    }
+
+    /// Queues the reply built since [`Session::reply_begin`].
+    pub fn reply_finish(&mut self) -> Result<(), EncodeError> {
+        if self.ended {
+            // Closed meanwhile: nothing may follow the close frame.
+            self.awaiting_reply = false;
+            return Ok(());
+        }
+        self.out.finish()?;
+        self.awaiting_reply = false;
+        Ok(())
+    }
+
+    /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
+    pub fn reply_error(&mut self, message: &[u8]) {
+        self.awaiting_reply = false;
+        if !self.ended {
+            self.out.reply(0, self.sequence, |e| e.put_error(0, message));
+        }
+    }
+
+    /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the
+    /// session has ended already: one close frame per connection.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if !self.ended {
+            self.ended = true;
+            self.awaiting_reply = false;
+            self.out.push(|b| frame::encode_close(b, code, reason));
+        }
     }
 }
 
