@@ -9,25 +9,28 @@
 
 local _M = {}
 
-function _M.native(max)
+-- Serves one connection with this module; `ping`, when given, is registered as the cmd_ping
+-- handler in place of the default one.
+local function serve_native(max, ping)
     local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max })
     if not pubsub then
         ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
         return ngx.exit(400)
+    end
+    if ping then
+        pubsub:on("cmd_ping", ping)
     end
     pubsub:wait()
 end
 
+function _M.native(max)
+    return serve_native(max)
+end
+
 function _M.native_lua_handler(max)
-    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max })
-    if not pubsub then
-        ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
-        return ngx.exit(400)
-    end
-    pubsub:on("cmd_ping", function(params)
+    return serve_native(max, function(params)
         return { pong_resp = { state = params.state } }
     end)
-    pubsub:wait()
 end
 
 function _M.lua_framing(max)
