@@ -275,9 +275,9 @@ local encode_fields
 -- a large value is copied once (by nginx, into its send buffer) instead of three times.
 local HOLD_MIN = 4096
 
--- Writes one value of a non-message field. `held` is the connection's table of values held by
--- reference, or nil to copy every value.
-local function put_value(enc, f, v, held)
+-- Writes one value of a non-message field. `holder` is the pubsub instance whose `held` table keeps
+-- the values held by reference (made when first needed), or nil to copy every value.
+local function put_value(enc, f, v, holder)
     local tv = type(v)
     local id = f.id
     if f.number_like then
@@ -298,7 +298,13 @@ local function put_value(enc, f, v, held)
             return field_error(f, "expects a string, got " .. tv)
         end
         local n = #v
-        if held and n >= HOLD_MIN then
+        if holder and n >= HOLD_MIN then
+            local held = holder.held
+            if not held then
+                -- parts: the pieces of a write that has held values among queued bytes.
+                held = { n = 0, parts = {} }
+                holder.held = held
+            end
             local k = held.n + 1
             held[k] = v
             held.n = k
@@ -314,7 +320,7 @@ local function put_value(enc, f, v, held)
     return field_error(f, "has an unsupported type")
 end
 
-local function put_message(enc, f, v, depth, held)
+local function put_message(enc, f, v, depth, holder)
     if type(v) ~= "table" then
         return field_error(f, "expects a table, got " .. type(v))
     end
@@ -325,7 +331,7 @@ local function put_message(enc, f, v, depth, held)
     if err then
         return err
     end
-    err = encode_fields(enc, f.target, v, depth + 1, held)
+    err = encode_fields(enc, f.target, v, depth + 1, holder)
     if err then
         return err
     end
@@ -333,7 +339,7 @@ local function put_message(enc, f, v, depth, held)
 end
 
 -- Writes the fields of `t` that message `msg_index` declares; other keys are ignored.
-encode_fields = function(enc, msg_index, t, depth, held)
+encode_fields = function(enc, msg_index, t, depth, holder)
     local ids = MESSAGES[msg_index].fields
     for i = 1, #ids do
         local f = FIELDS[ids[i]]
@@ -346,7 +352,7 @@ encode_fields = function(enc, msg_index, t, depth, held)
                 end
                 if f.kind == "message" then
                     for j = 1, #v do
-                        err = put_message(enc, f, v[j], depth, held)
+                        err = put_message(enc, f, v[j], depth, holder)
                         if err then
                             return err
                         end
@@ -359,13 +365,13 @@ encode_fields = function(enc, msg_index, t, depth, held)
                     err = err or check(C.enc_close(enc), f)
                 else
                     for j = 1, #v do
-                        err = err or put_value(enc, f, v[j], held)
+                        err = err or put_value(enc, f, v[j], holder)
                     end
                 end
             elseif f.kind == "message" then
-                err = put_message(enc, f, v, depth, held)
+                err = put_message(enc, f, v, depth, holder)
             else
-                err = put_value(enc, f, v, held)
+                err = put_value(enc, f, v, holder)
             end
             if err then
                 return err
@@ -376,7 +382,7 @@ encode_fields = function(enc, msg_index, t, depth, held)
 end
 
 -- Writes the one reply member of a handler's reply table, after enc_begin / session_reply_begin.
-local function encode_reply(enc, reply, held)
+local function encode_reply(enc, reply, holder)
     if type(reply) ~= "table" then
         return "the reply must be a table, got " .. type(reply)
     end
@@ -394,7 +400,7 @@ local function encode_reply(enc, reply, held)
     if not member then
         return "the reply has none of the keys " .. REPLY_LIST
     end
-    return put_message(enc, member, reply[member.name], 0, held)
+    return put_message(enc, member, reply[member.name], 0, holder)
 end
 
 -- Converts a sequence given by a user of encode_resp to int64: a number with no fraction, a decimal
@@ -564,6 +570,9 @@ local function default_ping(params)
     return { pong_resp = { state = params.state } }
 end
 
+-- The handlers of an instance on which on() was never called; never written to.
+local DEFAULT_HANDLERS = { cmd_ping = default_ping }
+
 --- Performs the WebSocket handshake and makes a pubsub instance.
 -- @tparam[opt] table opts `max_payload_len` (default 65535), `max_message_len` (default
 --   `max_payload_len`), `timeout` (ms, default `lua_socket_read_timeout`), `fragment_size`
@@ -616,19 +625,20 @@ function _M.new(opts)
     -- Until on() registers a handler of its own, cmd_ping gets the default handler's pong
     -- ({pong_resp = {state = params.state}}) straight from Rust, without a parameter table.
     C.session_echo_ping(sess, 1)
-    local self = setmetatable({
+    -- An instance lives as long as its connection, so it stays small: four fields (one hash
+    -- part of four slots). The handler table is the shared default until on() copies it; `held`
+    -- is made by put_value when a reply first holds a value, and is false when replies are cut
+    -- into fragments (which copy every value).
+    local held
+    if fragment then
+        held = false
+    end
+    return setmetatable({
         sock = sock,
         sess = sess,
-        enc = C.session_encoder(sess),
-        ev = EVENT_T(),
-        len = SIZE_T_PAIR(),
-        held_id = INT64_BOX(),
-        -- Values held by reference (put_value); none when replies are cut into fragments.
-        held = not fragment and { n = 0 } or nil,
-        parts = {},
-        cmd_handler = { cmd_ping = default_ping },
+        cmd_handler = DEFAULT_HANDLERS,
+        held = held,
     }, mt)
-    return self
 end
 
 --- Registers the handler of a command, replacing any earlier one.
@@ -648,11 +658,23 @@ function _M.on(self, command, handler)
     if type(handler) ~= "function" then
         error("bad handler for " .. command .. ": a function expected, got " .. type(handler), 2)
     end
-    self.cmd_handler[command] = handler
+    local handlers = self.cmd_handler
+    if handlers == DEFAULT_HANDLERS then
+        handlers = { cmd_ping = default_ping }
+        self.cmd_handler = handlers
+    end
+    handlers[command] = handler
     if command == "cmd_ping" and ffi_istype(SESSION_T, self.sess) then
         C.session_echo_ping(self.sess, handler == default_ping and 1 or 0)
     end
 end
+
+-- Scratch space shared by every connection of the worker. Safe because each use is over before
+-- anything can yield: EV is read between session_step and the handler call, LEN and HELD_ID
+-- between an FFI call and the next.
+local EV = EVENT_T()
+local LEN = SIZE_T_PAIR()
+local HELD_ID = INT64_BOX()
 
 -- Writes and reads stay at or under 64 KiB: LuaJIT's allocator maps larger strings with mmap and
 -- unmaps them when collected, which costs more than the extra calls.
@@ -662,22 +684,34 @@ local READ_MAX = 65536
 -- Sends everything queued, in writes of at most WRITE_MAX queued bytes plus the held values among
 -- them. Returns true, or nil and the socket's error.
 local function flush(self)
-    local sess, len, held_id, held, parts = self.sess, self.len, self.held_id, self.held, self.parts
+    local sess, held, len, held_id = self.sess, self.held, LEN, HELD_ID
     while C.session_pending(sess) > 0 do
-        local n, size = 0, 0
+        -- A write is one string, or, when held values are among the queued bytes, the pieces in
+        -- held.parts (queued bytes are contiguous, so two pieces mean a held value is one).
+        local n, size, first, parts = 0, 0, nil, nil
         while size < WRITE_MAX do
             local p = C.session_peek(sess, WRITE_MAX - size, len, held_id)
             local k = tonumber(len[0])
             if k == 0 then
                 break
             end
-            n = n + 1
+            local piece
             if p ~= nil then
-                parts[n] = ffi_string(p, k)
+                piece = ffi_string(p, k)
             else
                 local v = held[tonumber(held_id[0])]
                 local offset = tonumber(len[1])
-                parts[n] = offset == 0 and v or v:sub(offset + 1)
+                piece = offset == 0 and v or v:sub(offset + 1)
+            end
+            n = n + 1
+            if n == 1 then
+                first = piece
+            else
+                if n == 2 then
+                    parts = held.parts
+                    parts[1] = first
+                end
+                parts[n] = piece
             end
             -- Taken now, sent below: a failed send ends the connection anyway.
             C.session_consume(sess, k)
@@ -685,12 +719,12 @@ local function flush(self)
         end
         local _, err
         if n == 1 then
-            _, err = self.sock:send(parts[1])
+            _, err = self.sock:send(first)
         else
             _, err = self.sock:send(parts)
-        end
-        for i = 1, n do
-            parts[i] = nil
+            for i = 1, n do
+                parts[i] = nil
+            end
         end
         if err then
             return nil, err
@@ -730,7 +764,7 @@ local function serve_command(self, ev)
         return
     end
     C.session_reply_begin(sess)
-    local eerr = encode_reply(self.enc, resp, self.held)
+    local eerr = encode_reply(C.session_encoder(sess), resp, self.held ~= false and self or nil)
     if not eerr and C.session_reply_finish(sess) ~= 0 then
         eerr = "unbalanced reply"
     end
@@ -749,7 +783,7 @@ end
 --- Serves the connection until it ends.
 -- @return nothing on a clean end, or the error string of a fatal one
 function _M.wait(self)
-    local sess, ev, sock = self.sess, self.ev, self.sock
+    local sess, ev, sock = self.sess, EV, self.sock
     local exiting = ngx.worker.exiting
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.
@@ -812,9 +846,8 @@ function _M.wait(self)
                 return "timeout in the middle of a frame"
             end
         elseif not data then
-            local len = self.len
-            local what = C.session_waiting(sess, len)
-            return fatal("failed to receive " .. ffi_string(what, len[0]) .. ": " .. err)
+            local what = C.session_waiting(sess, LEN)
+            return fatal("failed to receive " .. ffi_string(what, LEN[0]) .. ": " .. err)
         end
     end
 end

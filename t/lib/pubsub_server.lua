@@ -35,6 +35,10 @@ local function fetch(params)
     local t = params.topic
     if t == "sizes" then
         return _M.sizes_reply(params.partition)
+    elseif t == "sizes_after_sleep" then
+        -- Yields with values held by reference in no reply yet, and others queued before it.
+        ngx.sleep(0.01)
+        return _M.sizes_reply(params.partition)
     end
     if t == "nil_err" then
         return nil, "boom"

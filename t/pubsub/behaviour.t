@@ -698,3 +698,52 @@ timer error path: invalid wire type 7 at offset 0
 identical replies: 12
 10 between
 close 1000
+
+
+
+=== TEST 23: connections served at once, handlers yielding between replies that hold large values
+--- config
+    location /t {
+        content_by_lua_block {
+            local rawws = require("rawws")
+            local server = require("pubsub_server")
+            local codec = require("apisix_pubsub_rs")
+            local function client(c)
+                local ws = rawws.connect("/pubsub?max_payload_len=200000")
+                local batch, want = {}, {}
+                for i = 1, 9 do
+                    local reply
+                    if i % 3 == 0 then
+                        batch[i] = ws.req({ sequence = i, cmd_kafka_fetch = { topic = "sizes_after_sleep", partition = c * 10 + i } })
+                        reply = server.sizes_reply(c * 10 + i)
+                    else
+                        local state = string.rep(string.char(64 + c * 10 + i), i % 3 == 1 and 60000 or 20 + i)
+                        batch[i] = ws.req({ sequence = i, cmd_ping = { state = state } })
+                        reply = { pong_resp = { state = state } }
+                    end
+                    want[i] = assert(codec.encode_resp(i, reply))
+                end
+                ws:send(table.concat(batch) .. ws.close_frame(1000))
+                local same = 0
+                for i = 1, 9 do
+                    local op, payload = ws:recv()
+                    if op == 2 and payload == want[i] then
+                        same = same + 1
+                    end
+                end
+                return same .. " close " .. tostring(ws:close_code())
+            end
+            local threads = {}
+            for c = 1, 4 do
+                threads[c] = ngx.thread.spawn(client, c)
+            end
+            for c = 1, 4 do
+                ngx.say(c, ": ", select(2, ngx.thread.wait(threads[c])))
+            end
+        }
+    }
+--- response_body
+1: 9 close 1000
+2: 9 close 1000
+3: 9 close 1000
+4: 9 close 1000
