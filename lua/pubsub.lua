@@ -84,6 +84,8 @@ local C = {
     session_peek = fn("session_peek", "const char *(*)(" .. S .. ", size_t, size_t *, int64_t *)"),
     session_consume = fn("session_consume", "void (*)(" .. S .. ", size_t)"),
     session_pending = fn("session_pending", "size_t (*)(" .. S .. ")"),
+    session_write_size = fn("session_write_size", "size_t (*)(" .. S .. ")"),
+    session_write_due = fn("session_write_due", "size_t (*)(" .. S .. ")"),
     session_close = fn("session_close", "void (*)(" .. S .. ", int, const char *, size_t)"),
     session_reply_begin = fn("session_reply_begin", "void (*)(" .. S .. ")"),
     session_reply_finish = fn("session_reply_finish", "int (*)(" .. S .. ")"),
@@ -301,13 +303,15 @@ local function put_value(enc, f, v, holder)
         if holder and n >= HOLD_MIN then
             local held = holder.held
             if not held then
-                -- parts: the pieces of a write that has held values among queued bytes.
-                held = { n = 0, parts = {} }
+                -- held[id] = value for ids 1..n, of which `live` are still queued; parts: the
+                -- pieces of a write that has held values among queued bytes.
+                held = { n = 0, live = 0, parts = {} }
                 holder.held = held
             end
             local k = held.n + 1
             held[k] = v
             held.n = k
+            held.live = held.live + 1
             return check(C.enc_bytes_ref(enc, id, k, n), f)
         end
         return check(C.enc_bytes(enc, id, v, n), f)
@@ -676,21 +680,35 @@ local EV = EVENT_T()
 local LEN = SIZE_T_PAIR()
 local HELD_ID = INT64_BOX()
 
--- Writes and reads stay at or under 64 KiB: LuaJIT's allocator maps larger strings with mmap and
--- unmaps them when collected, which costs more than the extra calls.
-local WRITE_MAX = 65536
+-- Reads stay at or under 64 KiB: LuaJIT's allocator maps larger strings with mmap and unmaps them
+-- when collected, which costs more than the extra calls. (Writes are sized by the session.)
 local READ_MAX = 65536
 
--- Sends everything queued, in writes of at most WRITE_MAX queued bytes plus the held values among
--- them. Returns true, or nil and the socket's error.
-local function flush(self)
+-- Drops held value `id` from `held`; ids start over from 1 when none is left.
+local function release_held(held, id)
+    held[id] = nil
+    local live = held.live - 1
+    held.live = live
+    if live == 0 then
+        held.n = 0
+    end
+end
+
+-- Sends `due` queued bytes (default: all), in writes of at most session_write_size queued bytes
+-- plus the held values among them. Returns true, or nil and the socket's error.
+local function flush(self, due)
     local sess, held, len, held_id = self.sess, self.held, LEN, HELD_ID
-    while C.session_pending(sess) > 0 do
+    due = due or tonumber(C.session_pending(sess))
+    while due > 0 do
         -- A write is one string, or, when held values are among the queued bytes, the pieces in
         -- held.parts (queued bytes are contiguous, so two pieces mean a held value is one).
         local n, size, first, parts = 0, 0, nil, nil
-        while size < WRITE_MAX do
-            local p = C.session_peek(sess, WRITE_MAX - size, len, held_id)
+        local max = tonumber(C.session_write_size(sess))
+        if max > due then
+            max = due
+        end
+        while size < max do
+            local p = C.session_peek(sess, max - size, len, held_id)
             local k = tonumber(len[0])
             if k == 0 then
                 break
@@ -699,9 +717,12 @@ local function flush(self)
             if p ~= nil then
                 piece = ffi_string(p, k)
             else
-                local v = held[tonumber(held_id[0])]
+                -- A held value is taken whole (what is left of it): it is done with.
+                local id = tonumber(held_id[0])
+                local v = held[id]
                 local offset = tonumber(len[1])
                 piece = offset == 0 and v or v:sub(offset + 1)
+                release_held(held, id)
             end
             n = n + 1
             if n == 1 then
@@ -717,6 +738,10 @@ local function flush(self)
             C.session_consume(sess, k)
             size = size + k
         end
+        if n == 0 then
+            break
+        end
+        due = due - size
         local _, err
         if n == 1 then
             _, err = self.sock:send(first)
@@ -729,12 +754,6 @@ local function flush(self)
         if err then
             return nil, err
         end
-    end
-    if held and held.n > 0 then
-        for i = 1, held.n do
-            held[i] = nil
-        end
-        held.n = 0
     end
     return true
 end
@@ -764,11 +783,18 @@ local function serve_command(self, ev)
         return
     end
     C.session_reply_begin(sess)
-    local eerr = encode_reply(C.session_encoder(sess), resp, self.held ~= false and self or nil)
+    local held = self.held
+    local n0 = held and held.n or 0
+    local eerr = encode_reply(C.session_encoder(sess), resp, held ~= false and self or nil)
     if not eerr and C.session_reply_finish(sess) ~= 0 then
         eerr = "unbalanced reply"
     end
     if eerr then
+        -- The reply is dropped, and with it the values it held.
+        held = self.held
+        for id = n0 + 1, held and held.n or 0 do
+            release_held(held, id)
+        end
         ngx_log(ERR, "failed to encode response message, err: ", eerr)
         local msg = "failed to encode response message"
         C.session_reply_error(sess, msg, #msg)
@@ -793,8 +819,10 @@ function _M.wait(self)
                 break
             elseif k == K_COMMAND then
                 serve_command(self, ev)
-                if C.session_pending(sess) >= WRITE_MAX then
-                    local ok, err = flush(self)
+                local pending, batch = C.session_pending(sess), C.session_write_size(sess)
+                if pending >= batch then
+                    -- Whole writes only: more replies may follow before the next read.
+                    local ok, err = flush(self, tonumber(pending - pending % batch))
                     if not ok then
                         return "failed to send: " .. err
                     end
@@ -821,7 +849,7 @@ function _M.wait(self)
             end
         end
 
-        local ok, err = flush(self)
+        local ok, err = flush(self, tonumber(C.session_write_due(sess)))
         if not ok then
             -- The peer went away while we wrote: nothing to report at error level.
             return "failed to send: " .. err

@@ -221,6 +221,17 @@ extern "C" fn session_pending(s: *mut LuaSession) -> usize {
     guard(0, || unsafe { (*s).session.pending() })
 }
 
+extern "C" fn session_write_size(s: *const LuaSession) -> usize {
+    // SAFETY: a live session.
+    guard(crate::session::WRITE_MAX, || unsafe { (*s).session.write_size() })
+}
+
+/// How many queued bytes to write before reading more (see `Session::write_due`).
+extern "C" fn session_write_due(s: *const LuaSession) -> usize {
+    // SAFETY: a live session.
+    guard(usize::MAX, || unsafe { (*s).session.write_due() })
+}
+
 extern "C" fn session_close(s: *mut LuaSession, code: c_int, reason: *const u8, len: usize) {
     guard((), || {
         // SAFETY: a live session; reason/len a Lua string.
@@ -383,7 +394,7 @@ extern "C" fn codec_decode(c: *mut Codec, p: *const u8, len: usize, ev: *mut Eve
 }
 
 /// Every function the Lua face calls, by the name it uses.
-fn functions() -> [(&'static [u8], *mut c_void); 32] {
+fn functions() -> [(&'static [u8], *mut c_void); 34] {
     macro_rules! f {
         ($name:ident) => {
             (concat!(stringify!($name), "\0").as_bytes(), $name as *mut c_void)
@@ -401,6 +412,8 @@ fn functions() -> [(&'static [u8], *mut c_void); 32] {
         f!(session_peek),
         f!(session_consume),
         f!(session_pending),
+        f!(session_write_size),
+        f!(session_write_due),
         f!(session_close),
         f!(session_reply_begin),
         f!(session_reply_finish),

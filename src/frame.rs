@@ -233,6 +233,8 @@ struct Header {
 
 /// Most bytes the decoder sets aside for a frame whose header has come and payload not yet.
 const RESERVE_AHEAD: usize = 4 << 20;
+/// Most room kept beyond a frame for the read that ends it (see `Decoder::read_size`).
+const MAX_READ_SLACK: usize = 64 * 1024;
 
 /// A partial frame of at most this size (what has come plus what is missing) waits for the rest in
 /// a small buffer of its own, and the read buffer goes back to the pool: an idle pipelining
@@ -251,6 +253,8 @@ pub struct Decoder {
     /// Bytes still needed before anything can be decoded, as of the last [`Poll::NeedMore`] and the
     /// feeds since.
     need: usize,
+    /// The largest feed so far (up to `MAX_READ_SLACK`): about what one read brings.
+    read_size: usize,
     /// A small partial frame set aside while `buf` is back in the pool (`buf` is then empty).
     parked: Vec<u8>,
     /// Where the data event handed out last lives, until the next feed or poll.
@@ -282,6 +286,7 @@ impl Decoder {
             start: 0,
             consumed: 0,
             need: 0,
+            read_size: 0,
             parked: Vec::new(),
             last: None,
             message: Vec::new(),
@@ -303,6 +308,7 @@ impl Decoder {
     /// while it is not 0, a caller can go on reading without polling.
     pub fn feed(&mut self, data: &[u8]) -> usize {
         self.need = self.need.saturating_sub(data.len());
+        self.read_size = self.read_size.max(data.len().min(MAX_READ_SLACK));
         if data.is_empty() {
             return self.need;
         }
@@ -318,8 +324,8 @@ impl Decoder {
     fn park(&mut self) {
         let unread = self.buf.len() - self.start;
         if unread > 0 && unread + self.need <= PARK_MAX && self.buf.capacity() > PARK_MAX {
-            self.parked.clear();
-            self.parked.extend_from_slice(&self.buf[self.start..]);
+            // Exactly as large as the partial frame: it is what an idle connection keeps.
+            self.parked = self.buf[self.start..].to_vec();
             self.start = 0;
             pool::release(&mut self.buf);
         }
@@ -330,7 +336,7 @@ impl Decoder {
         if !self.parked.is_empty() {
             pool::refill(&mut self.buf);
             self.buf.extend_from_slice(&self.parked);
-            self.parked.clear();
+            self.parked = Vec::new();
         }
     }
 
@@ -339,14 +345,30 @@ impl Decoder {
     /// growing. The buffer so stays within about twice what is unread plus what comes, however
     /// long a pipelining peer keeps it from emptying.
     fn make_room(&mut self, n: usize) {
+        if self.compact_for(n) {
+            self.buf.reserve(n);
+        }
+    }
+
+    /// Like [`Decoder::make_room`], but grows to exactly `n` more bytes: for a frame whose length
+    /// is known, where doubling would leave an idle pipelining connection holding twice its frame.
+    fn make_room_exact(&mut self, n: usize) {
+        if self.compact_for(n) {
+            self.buf.reserve_exact(n);
+        }
+    }
+
+    /// Compacts when that is cheap and there is no room for `n` more bytes; true if there still
+    /// is none.
+    fn compact_for(&mut self, n: usize) -> bool {
         if self.buf.capacity() - self.buf.len() >= n {
-            return;
+            return false;
         }
         if self.start > 0 && self.start >= self.buf.len() - self.start {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(n);
+        self.buf.capacity() - self.buf.len() < n
     }
 
     /// The payload of the event handed out last (empty once the next feed or poll has begun).
@@ -365,6 +387,12 @@ impl Decoder {
         } else {
             &self.parked
         }
+    }
+
+    /// Bytes still needed at least before the frame being received can be complete (0 when no
+    /// frame is partly received, or when it is not known yet).
+    pub fn need(&self) -> usize {
+        self.need
     }
 
     /// True when part of a frame or of a fragmented message is buffered: the peer is mid-message.
@@ -528,9 +556,10 @@ impl Decoder {
             let end = h.len + h.payload_len;
             let have = self.unread().len();
             if have < end {
-                // Room for the whole frame now, rather than growing (and copying) as it arrives;
-                // up to a bound, so a header alone cannot claim much memory.
-                self.make_room((end - have).min(RESERVE_AHEAD));
+                // Room for the whole frame now, rather than growing (and copying) as it arrives,
+                // and for one more read, which may bring the start of the next frame with its
+                // end; up to a bound, so a header alone cannot claim much memory.
+                self.make_room_exact((end - have).min(RESERVE_AHEAD) + self.read_size);
                 return Ok(Err(end - have));
             }
             let s = self.start;
@@ -943,6 +972,29 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_gets_room_for_itself_and_one_read() {
+        // Frames of 60,000 bytes in reads of 4,096: the buffer holds a frame and the read that
+        // ends it, not twice that (which growing by doubling gives), whether it starts empty or
+        // with a smaller buffer from the pool.
+        for start in [0, 50_000] {
+            let mut d = Decoder::default();
+            d.buf = Vec::with_capacity(start);
+            let frame = client_frame(true, 2, &[6u8; 60_000], [1, 3, 5, 7]);
+            let stream: Vec<u8> = std::iter::repeat(frame.clone()).take(40).flatten().collect();
+            let mut frames = 0;
+            for piece in stream.chunks(4096) {
+                d.feed(piece);
+                while let Ok(Poll::Event(Event::Binary(p))) = d.poll() {
+                    assert_eq!(p.len(), 60_000);
+                    frames += 1;
+                }
+                assert!(d.buf.capacity() <= frame.len() + 2 * 4096, "buffer of {} bytes", d.buf.capacity());
+            }
+            assert_eq!(frames, 40);
+        }
+    }
+
+    #[test]
     fn a_small_partial_frame_waits_without_the_read_buffer() {
         let mut d = Decoder::default();
         let frame = client_frame(true, 2, &[3u8; 1000], [1, 1, 2, 2]);
@@ -957,10 +1009,12 @@ mod tests {
         assert_eq!(d.poll(), Ok(Poll::NeedMore(frame.len() - 500)));
         assert_eq!(d.buf.capacity(), 0, "the read buffer went back to the pool");
         assert_eq!(d.parked.len(), 500);
+        assert_eq!(d.parked.capacity(), 500, "the parked frame holds no more than itself");
         assert!(d.is_mid_message());
         assert_eq!(d.buffered(), 500);
         assert_eq!(d.poll(), Ok(Poll::NeedMore(frame.len() - 500)), "polling again changes nothing");
         d.feed(&stream.split_off(first));
+        assert_eq!(d.parked.capacity(), 0, "back in the read buffer, the parked copy is freed");
         for _ in 0..10 {
             assert!(matches!(d.poll(), Ok(Poll::Event(Event::Binary(p))) if p == [3u8; 1000]));
         }

@@ -125,6 +125,21 @@ impl PingIds {
     }
 }
 
+/// Queued replies go out in writes of up to this many bytes (more when one reply is larger): about
+/// what the replies to one read of nginx's default 4 KiB socket buffer come to, so a pipelining
+/// connection writes once per read. nginx copies each write into a send buffer that the
+/// connection keeps and that grows with the largest write; one under a page comes from the
+/// request's pool and stays there when outgrown. Writes of a steady size (and a first write as
+/// large as the later ones, see [`Session::write_due`]) keep that to one buffer per connection,
+/// where unbounded batches kept several, larger than APISIX's one write per reply does.
+pub const WRITE_BATCH: usize = 4096 + 128;
+/// Writes carry at most this many queued bytes (and the held values among them): larger frames go
+/// in pieces, so no Lua string the writes are made of reaches LuaJIT's 128 KiB mmap threshold.
+pub const WRITE_MAX: usize = 64 * 1024;
+/// Output waits for the rest of a frame still arriving when at most this much of it is missing
+/// (see [`Session::write_due`]).
+const WAIT_FOR_FRAME: usize = 4096;
+
 /// A reply being encoded in the output buffer.
 #[derive(Clone, Copy, Debug)]
 struct Building {
@@ -150,6 +165,10 @@ struct Output {
     scratch: Vec<u8>,
     /// Split replies into frames of at most this many payload bytes.
     fragment: Option<usize>,
+    /// The largest reply queued so far, frame header included.
+    largest: usize,
+    /// Whether anything was consumed (written) yet.
+    wrote: bool,
 }
 
 impl Output {
@@ -164,6 +183,8 @@ impl Output {
             building: None,
             scratch: Vec::new(),
             fragment,
+            largest: 0,
+            wrote: false,
         }
     }
 
@@ -183,6 +204,7 @@ impl Output {
     }
 
     fn consume(&mut self, mut n: usize) {
+        self.wrote |= n > 0;
         while n > 0 {
             match self.held.front() {
                 Some(r) if r.at == self.sent => {
@@ -266,6 +288,7 @@ impl Output {
         let body = b.at + b.room;
         let held = encoder.held();
         let len = encoder.buffer().len() - body + held;
+        self.largest = self.largest.max(frame::header_len(len) + len);
         match self.fragment {
             Some(n) if n > 0 && len > n && held == 0 => {
                 let buf = encoder.buffer();
@@ -353,6 +376,29 @@ impl Session {
     /// Queued output bytes, held values included.
     pub fn pending(&self) -> usize {
         self.out.pending()
+    }
+
+    /// How many queued bytes one write should carry at most: [`WRITE_BATCH`], or the largest reply
+    /// so far if larger (a reply goes out whole, as APISIX's one write per reply does), up to
+    /// [`WRITE_MAX`]. Writing as soon as this much is queued keeps writes at a steady size.
+    pub fn write_size(&self) -> usize {
+        WRITE_BATCH.max(self.out.largest).min(WRITE_MAX)
+    }
+
+    /// How many queued bytes to write before reading more: all of them, except for a connection's
+    /// first write while a small frame is partly received (at most [`WAIT_FOR_FRAME`] bytes
+    /// missing). Its rest is on its way, with more requests behind it, so then only whole writes
+    /// of [`Session::write_size`] go out, none if less is queued: the first write is as large as
+    /// the later ones, and nginx sizes the connection's send buffer once (see [`WRITE_BATCH`]). A
+    /// client that stalls there holds back only its own first replies, until its read timeout
+    /// ends it.
+    pub fn write_due(&self) -> usize {
+        let pending = self.out.pending();
+        let need = self.frames.need();
+        if self.out.wrote || self.ended || need == 0 || need > WAIT_FOR_FRAME || !self.frames.is_mid_message() {
+            return pending;
+        }
+        pending - pending % self.write_size()
     }
 
     /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
@@ -837,6 +883,73 @@ mod tests {
         s.set_echo_ping(false);
         s.feed(&ping_req(8, b"x"));
         assert!(matches!(s.step(), Step::Command { sequence: 8, .. }), "a handler of its own gets the ping");
+    }
+
+    #[test]
+    fn writes_are_sized_by_the_batch_or_the_largest_reply() {
+        let limits = Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 };
+        let mut s = Session::new(Options { limits, fragment: None });
+        s.set_echo_ping(true);
+        assert_eq!(s.write_size(), WRITE_BATCH);
+        s.feed(&ping_req(1, &[b'a'; 100]));
+        assert!(matches!(s.step(), Step::NeedMore));
+        assert_eq!(s.write_size(), WRITE_BATCH, "small replies: the batch");
+        s.consume(s.pending());
+        s.feed(&ping_req(2, &vec![b'b'; 6000]));
+        let Step::Command { .. } = s.step() else { panic!("a mid-sized ping goes to its handler") };
+        s.reply_begin();
+        let ids = PingIds::get();
+        let e = s.encoder();
+        e.open(ids.reply).unwrap();
+        e.put_bytes(ids.reply_state, &[b'b'; 6000]).unwrap();
+        e.close().unwrap();
+        s.reply_finish().unwrap();
+        assert!(s.pending() > WRITE_BATCH);
+        assert_eq!(s.write_size(), s.pending(), "a larger reply goes out whole");
+        s.consume(s.pending());
+        s.feed(&ping_req(3, &vec![b'c'; ECHO_FROM]));
+        assert!(matches!(s.step(), Step::NeedMore));
+        assert_eq!(s.write_size(), WRITE_MAX, "up to WRITE_MAX");
+    }
+
+    #[test]
+    fn a_first_write_waits_for_a_small_frame_on_its_way() {
+        let mut s = Session::new(Options::default());
+        s.set_echo_ping(true);
+        let frame = ping_req(1, &[b'p'; 1000]);
+        let stream: Vec<u8> = std::iter::repeat(frame.clone()).take(12).flatten().collect();
+        // Three frames and a half: three replies, less than a write's worth, and the rest of the
+        // fourth frame on its way: nothing is due.
+        let cut = 3 * frame.len() + frame.len() / 2;
+        s.feed(&stream[..cut]);
+        assert!(matches!(s.step(), Step::NeedMore));
+        assert!(s.pending() > 0 && s.pending() < s.write_size());
+        assert_eq!(s.write_due(), 0);
+        // Four more and a half: whole writes only.
+        let cut2 = cut + 4 * frame.len();
+        s.feed(&stream[cut..cut2]);
+        assert!(matches!(s.step(), Step::NeedMore));
+        assert!(s.pending() > s.write_size());
+        assert_eq!(s.write_due(), s.write_size());
+        s.consume(s.write_due());
+        // Once something was written, all of it is due.
+        assert_eq!(s.write_due(), s.pending());
+        // A fresh connection whose client sends whole frames writes at once.
+        let mut t = Session::new(Options::default());
+        t.set_echo_ping(true);
+        t.feed(&stream[..3 * frame.len()]);
+        assert!(matches!(t.step(), Step::NeedMore));
+        assert_eq!(t.write_due(), t.pending());
+        // And so does one whose partial frame is large: its rest may be slow to come.
+        let mut u = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        u.set_echo_ping(true);
+        let big = ping_req(2, &vec![b'q'; 100_000]);
+        let mut two = frame.clone();
+        two.extend_from_slice(&big[..1000]);
+        u.feed(&two);
+        assert!(matches!(u.step(), Step::NeedMore));
+        assert!(u.pending() > 0);
+        assert_eq!(u.write_due(), u.pending());
     }
 
     /// The PubSubReq inside a frame made by `ping_req`.

@@ -747,3 +747,43 @@ close 1000
 2: 9 close 1000
 3: 9 close 1000
 4: 9 close 1000
+
+
+
+=== TEST 24: a frame cut between writes: replies before it come, in order, once it completes or stalls
+--- http_config
+    lua_socket_log_errors off;
+--- config
+    location /t {
+        content_by_lua_block {
+            local rawws = require("rawws")
+            -- Replies to whole frames, then the rest of a frame cut in two after a pause.
+            local ws = rawws.connect("/pubsub?timeout=2000")
+            local second = ws.req({ sequence = 2, cmd_ping = { state = string.rep("b", 600) } })
+            ws:send(ws.req({ sequence = 1, cmd_ping = { state = "a" } }) .. second:sub(1, 300))
+            ngx.sleep(0.05)
+            ws:send(second:sub(301))
+            for _ = 1, 2 do
+                local r = assert(ws:resp())
+                ngx.say(r.sequence, " ", #r.pong_resp.state)
+            end
+            ws:send(ws.close_frame(1000))
+            ngx.say("close ", ws:close_code())
+            -- The peer stalls in the middle of a frame: the replies before it still come, then 1008.
+            ws = rawws.connect("/pubsub?timeout=100")
+            ws:send(ws.req({ sequence = 3, cmd_ping = { state = "c" } }) .. second:sub(1, 300))
+            local r = assert(ws:resp())
+            ngx.say(r.sequence, " ", r.pong_resp.state)
+            ngx.say("stall: ", (ws:close_code()))
+        }
+    }
+--- response_body
+1 1
+2 600
+close 1000
+3 c
+stall: 1008
+--- error_log
+wait returned: timeout in the middle of a frame
+--- no_error_log
+[error]
