@@ -5,7 +5,7 @@
 
 use apisix_pubsub_rs::frame::{Decoder, Event, Limits, Poll};
 use apisix_pubsub_rs::schema;
-use apisix_pubsub_rs::session::{Chunk, Options, Session, Step};
+use apisix_pubsub_rs::session::{Chunk, Options, Session, Step, WRITE_BATCH, WRITE_MAX};
 use libfuzzer_sys::fuzz_target;
 
 /// What the decoder yields, in a form cheap to compare: (kind, bytes); kind 0 is an error.
@@ -65,6 +65,10 @@ fuzz_target!(|input: &[u8]| {
                 _ => {}
             }
         }
+        // Due before the next read: all of it, or whole writes of a size within the bounds.
+        let (due, size, pending) = (s.write_due(), s.write_size(), s.pending());
+        assert!((WRITE_BATCH..=WRITE_MAX).contains(&size));
+        assert!(due == pending || (due < pending && due % size == 0), "{due} of {pending} due, writes of {size}");
         // Drain it all: every chunk is consumed whole, and pending counts down to 0 exactly.
         while let Some(c) = s.chunk(usize::from(chunk).max(1) * 97) {
             let n = match c {
