@@ -86,6 +86,7 @@ local C = {
     session_pending = fn("session_pending", "size_t (*)(" .. S .. ")"),
     session_write_size = fn("session_write_size", "size_t (*)(" .. S .. ")"),
     session_write_due = fn("session_write_due", "size_t (*)(" .. S .. ")"),
+    session_whole_writes = fn("session_whole_writes", "size_t (*)(" .. S .. ")"),
     session_close = fn("session_close", "void (*)(" .. S .. ", int, const char *, size_t)"),
     session_reply_begin = fn("session_reply_begin", "void (*)(" .. S .. ")"),
     session_reply_finish = fn("session_reply_finish", "int (*)(" .. S .. ")"),
@@ -819,10 +820,10 @@ function _M.wait(self)
                 break
             elseif k == K_COMMAND then
                 serve_command(self, ev)
-                local pending, batch = C.session_pending(sess), C.session_write_size(sess)
-                if pending >= batch then
-                    -- Whole writes only: more replies may follow before the next read.
-                    local ok, err = flush(self, tonumber(pending - pending % batch))
+                -- Whole writes only: more replies may follow before the next read.
+                local whole = C.session_whole_writes(sess)
+                if whole > 0 then
+                    local ok, err = flush(self, tonumber(whole))
                     if not ok then
                         return "failed to send: " .. err
                     end

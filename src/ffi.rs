@@ -226,6 +226,12 @@ extern "C" fn session_write_size(s: *const LuaSession) -> usize {
     guard(crate::session::WRITE_MAX, || unsafe { (*s).session.write_size() })
 }
 
+/// Queued bytes that fill whole writes (see `Session::whole_writes`).
+extern "C" fn session_whole_writes(s: *const LuaSession) -> usize {
+    // SAFETY: a live session.
+    guard(usize::MAX, || unsafe { (*s).session.whole_writes() })
+}
+
 /// How many queued bytes to write before reading more (see `Session::write_due`).
 extern "C" fn session_write_due(s: *const LuaSession) -> usize {
     // SAFETY: a live session.
@@ -394,7 +400,7 @@ extern "C" fn codec_decode(c: *mut Codec, p: *const u8, len: usize, ev: *mut Eve
 }
 
 /// Every function the Lua face calls, by the name it uses.
-fn functions() -> [(&'static [u8], *mut c_void); 34] {
+fn functions() -> [(&'static [u8], *mut c_void); 35] {
     macro_rules! f {
         ($name:ident) => {
             (concat!(stringify!($name), "\0").as_bytes(), $name as *mut c_void)
@@ -414,6 +420,7 @@ fn functions() -> [(&'static [u8], *mut c_void); 34] {
         f!(session_pending),
         f!(session_write_size),
         f!(session_write_due),
+        f!(session_whole_writes),
         f!(session_close),
         f!(session_reply_begin),
         f!(session_reply_finish),

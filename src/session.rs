@@ -393,11 +393,17 @@ impl Session {
     /// client that stalls there holds back only its own first replies, until its read timeout
     /// ends it.
     pub fn write_due(&self) -> usize {
-        let pending = self.out.pending();
         let need = self.frames.need();
         if self.out.wrote || self.ended || need == 0 || need > WAIT_FOR_FRAME || !self.frames.is_mid_message() {
-            return pending;
+            return self.out.pending();
         }
+        self.whole_writes()
+    }
+
+    /// The queued bytes that fill whole writes of [`Session::write_size`] (0 if less is queued):
+    /// what to write while more replies may still join the last, partial one.
+    pub fn whole_writes(&self) -> usize {
+        let pending = self.out.pending();
         pending - pending % self.write_size()
     }
 
@@ -931,7 +937,9 @@ mod tests {
         assert!(matches!(s.step(), Step::NeedMore));
         assert!(s.pending() > s.write_size());
         assert_eq!(s.write_due(), s.write_size());
+        assert_eq!(s.whole_writes(), s.write_due(), "the same rule as between replies");
         s.consume(s.write_due());
+        assert_eq!(s.whole_writes(), 0, "less than a write's worth left");
         // Once something was written, all of it is due.
         assert_eq!(s.write_due(), s.pending());
         // A fresh connection whose client sends whole frames writes at once.
