@@ -47,6 +47,7 @@ deps:
 test: deps build test-rust test-t
 
 test-rust:
+	$(CARGO) clippy --release --all-targets -- -D warnings -W clippy::undocumented_unsafe_blocks
 	$(CARGO) test --release
 
 test-t: build

@@ -1,27 +1,25 @@
-//! Build script: compiles `proto/pubsub.proto` without `protoc` and embeds the Lua face.
+//! Build script: compiles `proto/pubsub.proto` without `protoc` and lists the Lua face to embed.
 //!
-//! From the one proto file it writes, into `OUT_DIR`:
+//! It writes, into `OUT_DIR`:
 //! - `pubsub.rs`: prost types (for Rust users, tests and the load generator);
-//! - `schema_tables.rs`: static field tables that drive the dynamic codec in `src/message.rs`;
-//! - `schema.lua`: the same tables for the Lua side, which builds parameter tables and walks replies.
-//!
-//! Both tables come from the same descriptor, so the Rust and Lua halves can never disagree on a field.
+//! - `pubsub.fds`: the compiled proto, an encoded `FileDescriptorSet`, from which
+//!   `Schema::builtin()` is made (the same path a proto compiled at run time takes);
+//! - `lua_modules.rs`: `(module name, source)` of every file of `lua/apisix_pubsub_rs/`, which
+//!   `luaopen` registers in `package.preload`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use prost_build::Config;
-use protox::prost_reflect::prost_types::field_descriptor_proto::{Label, Type};
+use prost::Message as _;
 use protox::prost_reflect::prost_types::FileDescriptorSet;
 
 const PROTO: &str = "proto/pubsub.proto";
-const LUA_SOURCES: &[&str] = &["lua/pubsub.lua"];
+const LUA_DIR: &str = "lua/apisix_pubsub_rs";
 
 fn main() {
     println!("cargo:rerun-if-changed={PROTO}");
-    for src in LUA_SOURCES {
-        println!("cargo:rerun-if-changed={src}");
-    }
+    println!("cargo:rerun-if-changed={LUA_DIR}");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
 
     let fds: FileDescriptorSet = protox::compile([PROTO], ["."]).unwrap_or_else(|e| panic!("{PROTO}: {e}"));
@@ -32,143 +30,21 @@ fn main() {
     let generated = out.join("_.rs");
     std::fs::rename(&generated, out.join("pubsub.rs")).expect("prost-build wrote _.rs");
 
-    let schema = Schema::from_fds(&fds);
-    std::fs::write(out.join("schema_tables.rs"), schema.rust()).expect("write schema_tables.rs");
-    std::fs::write(out.join("schema.lua"), schema.lua()).expect("write schema.lua");
-}
+    std::fs::write(out.join("pubsub.fds"), fds.encode_to_vec()).expect("write pubsub.fds");
 
-struct FieldRow {
-    name: String,
-    number: i32,
-    kind: &'static str,
-    repeated: bool,
-    oneof: bool,
-    target: Option<usize>,
-}
-
-struct MessageRow {
-    name: String,
-    first: usize,
-    count: usize,
-}
-
-struct Schema {
-    messages: Vec<MessageRow>,
-    fields: Vec<FieldRow>,
-    request: usize,
-    response: usize,
-}
-
-impl Schema {
-    fn from_fds(fds: &FileDescriptorSet) -> Schema {
-        let file = fds
-            .file
-            .iter()
-            .find(|f| f.name() == "proto/pubsub.proto")
-            .expect("descriptor of pubsub.proto");
-        let names: Vec<String> = file.message_type.iter().map(|m| m.name().to_string()).collect();
-        let index_of = |type_name: &str| {
-            let short = type_name.trim_start_matches('.');
-            names
-                .iter()
-                .position(|n| n == short)
-                .unwrap_or_else(|| panic!("{PROTO}: message type {type_name} is not a top-level message of the file"))
-        };
-        let mut messages = Vec::new();
-        let mut fields = Vec::new();
-        for m in &file.message_type {
-            assert!(m.nested_type.is_empty(), "{PROTO}: nested message types (and maps) are not supported: {}", m.name());
-            let first = fields.len();
-            for f in &m.field {
-                let kind = match f.r#type() {
-                    Type::Int32 => "Int32",
-                    Type::Int64 => "Int64",
-                    Type::Uint32 => "Uint32",
-                    Type::Uint64 => "Uint64",
-                    Type::Sint32 => "Sint32",
-                    Type::Sint64 => "Sint64",
-                    Type::Fixed32 => "Fixed32",
-                    Type::Fixed64 => "Fixed64",
-                    Type::Sfixed32 => "Sfixed32",
-                    Type::Sfixed64 => "Sfixed64",
-                    Type::Bool => "Bool",
-                    Type::Enum => "Enum",
-                    Type::Float => "Float",
-                    Type::Double => "Double",
-                    Type::String => "String",
-                    Type::Bytes => "Bytes",
-                    Type::Message => "Message",
-                    Type::Group => panic!("{PROTO}: groups are not supported ({}.{})", m.name(), f.name()),
-                };
-                let target = (kind == "Message").then(|| index_of(f.type_name()));
-                fields.push(FieldRow {
-                    name: f.name().to_string(),
-                    number: f.number(),
-                    kind,
-                    repeated: f.label() == Label::Repeated,
-                    oneof: f.oneof_index.is_some(),
-                    target,
-                });
-            }
-            messages.push(MessageRow { name: m.name().to_string(), first, count: fields.len() - first });
-        }
-        let request = index_of("PubSubReq");
-        let response = index_of("PubSubResp");
-        Schema { messages, fields, request, response }
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let mut modules: Vec<(String, PathBuf)> = std::fs::read_dir(root.join(LUA_DIR))
+        .unwrap_or_else(|e| panic!("{LUA_DIR}: {e}"))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lua"))
+        .map(|p| (format!("apisix_pubsub_rs.{}", p.file_stem().unwrap().to_string_lossy()), p))
+        .collect();
+    modules.sort();
+    let mut list = String::from("&[\n");
+    for (name, path) in &modules {
+        writeln!(list, "    ({name:?}, include_str!({:?})),", path.display().to_string()).unwrap();
     }
-
-    fn rust(&self) -> String {
-        let mut s = String::from("// Generated by build.rs from proto/pubsub.proto. Do not edit.\n\n");
-        writeln!(s, "/// Every field of every message, grouped by message in declaration order.").unwrap();
-        writeln!(s, "pub static FIELDS: [Field; {}] = [", self.fields.len()).unwrap();
-        for (id, f) in self.fields.iter().enumerate() {
-            let owner = self.messages.iter().position(|m| id >= m.first && id < m.first + m.count).unwrap();
-            writeln!(
-                s,
-                "    Field {{ id: {id}, owner: {owner}, name: {:?}, number: {}, kind: Kind::{}, repeated: {}, oneof: {}, target: {} }},",
-                f.name,
-                f.number,
-                f.kind,
-                f.repeated,
-                f.oneof,
-                f.target.map_or(u16::MAX as usize, |t| t)
-            )
-            .unwrap();
-        }
-        writeln!(s, "];\n").unwrap();
-        writeln!(s, "/// Every message of the proto file, in declaration order.").unwrap();
-        writeln!(s, "pub static MESSAGES: [Message; {}] = [", self.messages.len()).unwrap();
-        for m in &self.messages {
-            writeln!(s, "    Message {{ name: {:?}, first: {}, count: {} }},", m.name, m.first, m.count).unwrap();
-        }
-        writeln!(s, "];\n").unwrap();
-        writeln!(s, "/// Index of `PubSubReq` in [`MESSAGES`].\npub const REQUEST: u16 = {};", self.request).unwrap();
-        writeln!(s, "/// Index of `PubSubResp` in [`MESSAGES`].\npub const RESPONSE: u16 = {};", self.response).unwrap();
-        s
-    }
-
-    fn lua(&self) -> String {
-        // Indices stay 0-based, as Rust hands them out; Lua tables use them as keys.
-        let mut s = String::from("-- Generated by build.rs from proto/pubsub.proto. Do not edit.\nreturn {\n  fields = {\n");
-        for (id, f) in self.fields.iter().enumerate() {
-            writeln!(
-                s,
-                "    [{id}] = {{ id = {id}, name = {:?}, number = {}, kind = {:?}, repeated = {}, oneof = {}, target = {} }},",
-                f.name,
-                f.number,
-                f.kind.to_ascii_lowercase(),
-                f.repeated,
-                f.oneof,
-                f.target.map_or("nil".to_string(), |t| t.to_string())
-            )
-            .unwrap();
-        }
-        s.push_str("  },\n  messages = {\n");
-        for (i, m) in self.messages.iter().enumerate() {
-            let ids: Vec<String> = (m.first..m.first + m.count).map(|i| i.to_string()).collect();
-            writeln!(s, "    [{i}] = {{ name = {:?}, fields = {{ {} }} }},", m.name, ids.join(", ")).unwrap();
-        }
-        writeln!(s, "  }},\n  request = {},\n  response = {},\n}}", self.request, self.response).unwrap();
-        s
-    }
+    list.push_str("]\n");
+    std::fs::write(out.join("lua_modules.rs"), list).expect("write lua_modules.rs");
 }
+

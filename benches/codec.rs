@@ -6,7 +6,7 @@ use std::hint::black_box;
 use apisix_pubsub_rs::frame::{client_frame, unmask, Decoder, Limits, Poll};
 use apisix_pubsub_rs::message::{ReplyEncoder, RequestDecoder};
 use apisix_pubsub_rs::proto;
-use apisix_pubsub_rs::schema;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message as _;
 
@@ -40,7 +40,7 @@ fn frames(c: &mut Criterion) {
 fn messages(c: &mut Criterion) {
     let req = proto::PubSubReq { sequence: 12345, req: Some(proto::pub_sub_req::Req::CmdPing(proto::CmdPing { state: b"0123456789abcdef".to_vec() })) }
         .encode_to_vec();
-    let mut d = RequestDecoder::new();
+    let mut d = RequestDecoder::new(apisix_pubsub_rs::schema::Schema::builtin());
     c.bench_function("decode ping request (16 B state)", |b| {
         b.iter(|| {
             let r = d.decode(black_box(&req)).unwrap();
@@ -50,9 +50,9 @@ fn messages(c: &mut Criterion) {
     c.bench_function("prost decode ping request (reference)", |b| {
         b.iter(|| black_box(proto::PubSubReq::decode(black_box(&req[..])).unwrap()))
     });
-    let pong = u32::from(schema::response().field_by_name("pong_resp").unwrap().id);
-    let state = u32::from(schema::MESSAGES.iter().find(|m| m.name == "PongResp").unwrap().field_by_name("state").unwrap().id);
-    let mut e = ReplyEncoder::new();
+    let known = *apisix_pubsub_rs::schema::Schema::builtin().known();
+    let (pong, state) = (u32::from(known.pong), u32::from(known.pong_state));
+    let mut e = ReplyEncoder::new(apisix_pubsub_rs::schema::Schema::builtin());
     c.bench_function("encode pong reply (16 B state)", |b| {
         b.iter(|| {
             e.begin(black_box(12345));

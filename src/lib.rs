@@ -3,16 +3,19 @@
 //! The crate is a pure core and one boundary:
 //! - [`frame`]: RFC 6455 framing, server side, without I/O;
 //! - [`wire`], [`schema`], [`message`]: the protobuf codec of `PubSubReq` / `PubSubResp`;
-//! - [`session`]: one connection's state, tying framing and messages together;
+//! - [`queue`]: a connection's output queue and its write-size policy;
+//! - [`session`]: one connection's state, tying framing, messages and the queue together;
 //! - `pool` (private): spare buffers the connections of a worker share;
 //! - [`proto`]: prost types of the same proto, for Rust clients and tests;
-//! - `ffi` (private): where Rust meets Lua; the only module that knows about Lua.
+//! - `ffi` (private): where Rust meets Lua; the only module that knows about Lua (`src/ffi/`).
 
 #![deny(warnings, missing_debug_implementations, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod frame;
 pub mod message;
 mod pool;
+pub mod queue;
 pub mod schema;
 pub mod session;
 pub mod wire;

@@ -1,22 +1,19 @@
-//! One pubsub connection, without I/O: bytes in, steps for the handler loop out, reply bytes queued.
+//! One pubsub connection, without I/O: bytes in, steps for the handler loop out, output queued.
 //!
 //! The Lua loop feeds what the socket gave, then calls [`Session::step`] until it needs more bytes.
 //! Control frames and protocol errors are answered here; commands are handed out to be served, and
-//! their replies are queued in arrival order. All output goes through one queue, which the loop
-//! drains ([`Session::peek`], [`Session::consume`]): the one writer path that keeps replies ordered.
-//!
-//! The queue is the reply encoder's buffer. A reply is encoded straight after the queued frames,
-//! behind room left for its frame header, so it is never copied to be framed: only when its size
-//! needs a header of another length than the room left does it move, once. Large string values
-//! can even stay out of it: the caller passes them by reference ([`ReplyEncoder::put_bytes_ref`])
-//! and sends them itself when [`Session::peek`] reaches them ([`Chunk::Held`]).
+//! their replies are queued in arrival order. All output goes through the session's
+//! [`OutputQueue`], which the connection's one writer drains ([`Session::chunk`],
+//! [`Session::consume`]).
+
+use std::sync::Arc;
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
-use std::collections::VecDeque;
+use crate::message::{op, EncodeError, Op, ReplyEncoder, RequestDecoder};
+use crate::queue::OutputQueue;
+use crate::schema::{Field, Schema};
 
-use crate::message::{EncodeError, Op, Ref, ReplyEncoder, RequestDecoder};
-use crate::pool;
-use crate::schema::Field;
+pub use crate::queue::{Chunk, WRITE_BATCH, WRITE_MAX};
 
 /// Longest text-frame preview put in a log line, in input bytes.
 pub const PREVIEW_LEN: usize = 256;
@@ -31,12 +28,12 @@ pub enum Step<'a> {
         /// The request's sequence (the reply carries it back).
         sequence: i64,
         /// Which command.
-        command: &'static Field,
+        command: Field,
         /// How to build its parameter table.
         ops: &'a [Op],
-        /// The request bytes, where [`crate::message::op::BYTES`] values point.
+        /// The request bytes, where [`op::BYTES`] values point.
         payload: &'a [u8],
-        /// Where [`crate::message::op::TEXT`] values point.
+        /// Where [`op::TEXT`] values point.
         text: &'a [u8],
     },
     /// A request without a command (APISIX logs a warning and sends nothing).
@@ -62,22 +59,6 @@ pub struct Options {
     pub fragment: Option<usize>,
 }
 
-/// The front of the output queue.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Chunk<'a> {
-    /// Queued bytes.
-    Bytes(&'a [u8]),
-    /// A value held by reference: send the caller's value `id` from byte `offset` on.
-    Held {
-        /// The caller's name for the value.
-        id: u32,
-        /// Bytes of it already consumed.
-        offset: usize,
-        /// Bytes of it left.
-        len: usize,
-    },
-}
-
 /// Pings whose state is shorter than this are answered in Rust when the default handler is in
 /// place: there the parameter and reply tables cost more than the bytes.
 const ECHO_BELOW: usize = 4096;
@@ -85,236 +66,34 @@ const ECHO_BELOW: usize = 4096;
 /// by LuaJIT's allocator each time. Between the two, the Lua path is cheaper: the state becomes
 /// one Lua string, which the reply holds by reference, where an echo here would copy it twice.
 const ECHO_FROM: usize = 128 * 1024;
+/// Output waits for the rest of a frame still arriving when at most this much of it is missing
+/// (see [`Session::write_due`]).
+const WAIT_FOR_FRAME: usize = 4096;
 
 /// The `state` of a `cmd_ping` request: the last one in it (as a parameter table would hold), or
 /// empty.
-fn ping_state<'a>(ops: &[Op], payload: &'a [u8]) -> &'a [u8] {
-    let ids = PingIds::get();
+fn ping_state<'a>(state_id: u16, ops: &[Op], payload: &'a [u8]) -> &'a [u8] {
     let mut depth = 0usize;
     let mut state: &[u8] = &[];
-    for op in ops {
-        match op.code & !crate::message::op::REPEATED {
-            crate::message::op::OPEN => depth += 1,
-            crate::message::op::CLOSE => depth = depth.saturating_sub(1),
-            crate::message::op::BYTES if depth == 0 && op.field == ids.state => state = &payload[op.offset..op.offset + op.len],
+    for o in ops {
+        match o.code & !op::REPEATED {
+            op::OPEN => depth += 1,
+            op::CLOSE => depth = depth.saturating_sub(1),
+            op::BYTES if depth == 0 && o.field == u32::from(state_id) => state = &payload[o.offset..o.offset + o.len],
             _ => {}
         }
     }
     state
 }
 
-/// Schema ids the `cmd_ping` echo needs.
-struct PingIds {
-    command: &'static Field,
-    state: u32,
-    reply: u32,
-    reply_state: u32,
-}
-
-impl PingIds {
-    fn get() -> &'static PingIds {
-        static IDS: std::sync::OnceLock<PingIds> = std::sync::OnceLock::new();
-        IDS.get_or_init(|| {
-            let command = crate::schema::request().field_by_name("cmd_ping").expect("PubSubReq.cmd_ping");
-            let reply = crate::schema::response().field_by_name("pong_resp").expect("PubSubResp.pong_resp");
-            let state = |f: &'static Field| {
-                u32::from(f.target_message().and_then(|m| m.field_by_name("state")).expect("a state field").id)
-            };
-            PingIds { command, state: state(command), reply: u32::from(reply.id), reply_state: state(reply) }
-        })
-    }
-}
-
-/// Queued replies go out in writes of up to this many bytes (more when one reply is larger): about
-/// what the replies to one read of nginx's default 4 KiB socket buffer come to, so a pipelining
-/// connection writes once per read. nginx copies each write into a send buffer that the
-/// connection keeps and that grows with the largest write; one under a page comes from the
-/// request's pool and stays there when outgrown. Writes of a steady size (and a first write as
-/// large as the later ones, see [`Session::write_due`]) keep that to one buffer per connection,
-/// where unbounded batches kept several, larger than APISIX's one write per reply does.
-pub const WRITE_BATCH: usize = 4096 + 128;
-/// Writes carry at most this many queued bytes (and the held values among them): larger frames go
-/// in pieces, so no Lua string the writes are made of reaches LuaJIT's 128 KiB mmap threshold.
-pub const WRITE_MAX: usize = 64 * 1024;
-/// Output waits for the rest of a frame still arriving when at most this much of it is missing
-/// (see [`Session::write_due`]).
-const WAIT_FOR_FRAME: usize = 4096;
-
-/// A reply being encoded in the output buffer.
-#[derive(Clone, Copy, Debug)]
-struct Building {
-    /// Where its frame header goes (the end of the queued output).
-    at: usize,
-    /// Bytes left for the header; the `PubSubResp` starts at `at + room`.
-    room: usize,
-}
-
-/// The output queue of a session: the reply encoder's buffer, `buffer[sent..queued]`, with the
-/// values held by reference spliced in at their positions, and a reply being built after it.
-#[derive(Debug)]
-struct Output {
-    encoder: ReplyEncoder,
-    sent: usize,
-    queued: usize,
-    held: VecDeque<Ref>,
-    /// Bytes of the front held value already consumed, and of all held values left.
-    held_sent: usize,
-    held_pending: usize,
-    building: Option<Building>,
-    /// A reply's payload while it is cut into fragments (the `fragment` option only).
-    scratch: Vec<u8>,
-    /// Split replies into frames of at most this many payload bytes.
-    fragment: Option<usize>,
-    /// The largest reply queued so far, frame header included.
-    largest: usize,
-    /// Whether anything was consumed (written) yet.
-    wrote: bool,
-}
-
-impl Output {
-    fn new(fragment: Option<usize>) -> Output {
-        Output {
-            encoder: ReplyEncoder::new(),
-            sent: 0,
-            queued: 0,
-            held: VecDeque::new(),
-            held_sent: 0,
-            held_pending: 0,
-            building: None,
-            scratch: Vec::new(),
-            fragment,
-            largest: 0,
-            wrote: false,
-        }
-    }
-
-    fn pending(&self) -> usize {
-        self.queued - self.sent + self.held_pending
-    }
-
-    fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
-        match self.held.front() {
-            Some(r) if r.at == self.sent => Some(Chunk::Held { id: r.id, offset: self.held_sent, len: r.len - self.held_sent }),
-            front => {
-                let limit = front.map_or(self.queued, |r| r.at);
-                let end = self.sent + max.min(limit - self.sent);
-                (end > self.sent).then(|| Chunk::Bytes(&self.encoder.buffer()[self.sent..end]))
-            }
-        }
-    }
-
-    fn consume(&mut self, mut n: usize) {
-        self.wrote |= n > 0;
-        while n > 0 {
-            match self.held.front() {
-                Some(r) if r.at == self.sent => {
-                    let m = n.min(r.len - self.held_sent);
-                    self.held_sent += m;
-                    self.held_pending -= m;
-                    n -= m;
-                    if self.held_sent == r.len {
-                        self.held.pop_front();
-                        self.held_sent = 0;
-                    }
-                }
-                front => {
-                    let limit = front.map_or(self.queued, |r| r.at);
-                    let m = n.min(limit - self.sent);
-                    if m == 0 {
-                        break;
-                    }
-                    self.sent += m;
-                    n -= m;
-                }
-            }
-        }
-        if self.sent == self.queued && self.held.is_empty() && self.building.is_none() {
-            // All sent: the buffer goes back to the pool until there is more to send.
-            pool::release(self.encoder.buffer());
-            self.sent = 0;
-            self.queued = 0;
-        }
-    }
-
-    /// Appends frames with `write`, dropping a reply left half-built.
-    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        self.building = None;
-        let buf = self.encoder.buffer();
-        buf.truncate(self.queued);
-        pool::refill(buf);
-        write(buf);
-        self.queued = buf.len();
-    }
-
-    /// Opens a reply after the queued output, behind room for its frame header: 4 bytes (payloads
-    /// up to 65535 bytes) unless `hint`, the request's size, was larger, then 10.
-    fn begin(&mut self, hint: usize, sequence: i64) {
-        let room = if hint > 0xffff { 10 } else { 4 };
-        let at = self.queued;
-        let buf = self.encoder.buffer();
-        buf.truncate(at);
-        pool::refill(buf);
-        buf.resize(at + room, 0);
-        self.encoder.begin_after(at + room, sequence);
-        self.building = Some(Building { at, room });
-    }
-
-    /// Queues the reply built since [`Output::begin`].
-    fn finish(&mut self) -> Result<(), EncodeError> {
-        let b = self.building.ok_or(EncodeError::Unbalanced)?;
-        self.encoder.check_finished()?;
-        self.seal(b);
-        for r in self.encoder.refs_mut().drain(..) {
-            self.held_pending += r.len;
-            self.held.push_back(r);
-        }
-        self.building = None;
-        Ok(())
-    }
-
-    /// Queues a reply that `fill` writes whole (balanced, from schema ids: it cannot fail).
-    fn reply(&mut self, hint: usize, sequence: i64, fill: impl FnOnce(&mut ReplyEncoder)) {
-        self.begin(hint, sequence);
-        fill(&mut self.encoder);
-        let finished = self.finish();
-        debug_assert!(finished.is_ok(), "{finished:?}");
-    }
-
-    /// Frames the reply encoded after `b`: writes its header into the room left (moving the payload
-    /// and the positions of held values when the header needs another length), or cuts it into
-    /// fragments (not a reply with held values, whose bytes are not here to cut).
-    fn seal(&mut self, b: Building) {
-        let encoder = &mut self.encoder;
-        let body = b.at + b.room;
-        let held = encoder.held();
-        let len = encoder.buffer().len() - body + held;
-        self.largest = self.largest.max(frame::header_len(len) + len);
-        match self.fragment {
-            Some(n) if n > 0 && len > n && held == 0 => {
-                let buf = encoder.buffer();
-                self.scratch.clear();
-                self.scratch.extend_from_slice(&buf[body..]);
-                buf.truncate(b.at);
-                frame::encode_message(buf, Opcode::Binary, &self.scratch, Some(n));
-            }
-            _ => {
-                let h = frame::header_len(len);
-                let end = encoder.buffer().len();
-                if h != b.room {
-                    let buf = encoder.buffer();
-                    if h > b.room {
-                        buf.resize(end + (h - b.room), 0);
-                    }
-                    buf.copy_within(body..end, b.at + h);
-                    buf.truncate(b.at + h + (end - body));
-                    for r in encoder.refs_mut() {
-                        r.at = r.at + h - b.room;
-                    }
-                }
-                frame::write_header(&mut encoder.buffer()[b.at..], true, Opcode::Binary, len);
-            }
-        }
-        self.queued = encoder.buffer().len();
+/// Queues a message that `fill` writes whole after `begin_in` (from schema ids: it cannot fail).
+fn queue_reply(out: &mut OutputQueue, encoder: &mut ReplyEncoder, hint: usize, sequence: i64, fill: impl FnOnce(&mut ReplyEncoder)) {
+    encoder.begin_in(out.lend(hint), sequence);
+    fill(encoder);
+    let sealed = encoder.take().map(|taken| out.seal(taken));
+    if let Err(e) = sealed {
+        debug_assert!(false, "{e:?}");
+        out.restore(encoder.abandon());
     }
 }
 
@@ -323,27 +102,30 @@ impl Output {
 pub struct Session {
     frames: Decoder,
     requests: RequestDecoder,
-    out: Output,
+    encoder: ReplyEncoder,
+    out: OutputQueue,
     /// Answer `cmd_ping` here as the default handler would, without handing it out.
     echo_ping: bool,
     /// The command handed out last, and its sequence.
-    command: Option<&'static Field>,
+    command: Option<Field>,
     sequence: i64,
     /// Payload length of the last request: replies tend to be of its size, so it picks the header
     /// room of the next reply.
     hint: usize,
     awaiting_reply: bool,
     ended: bool,
+    /// The words of the last [`Step::Undecodable`] or [`Step::Text`].
     note: String,
 }
 
 impl Session {
-    /// A session with these options.
-    pub fn new(opts: Options) -> Session {
+    /// A session of `schema` with these options.
+    pub fn new(schema: Arc<Schema>, opts: Options) -> Session {
         Session {
             frames: Decoder::new(opts.limits),
-            requests: RequestDecoder::new(),
-            out: Output::new(opts.fragment),
+            requests: RequestDecoder::new(schema.clone()),
+            encoder: ReplyEncoder::new(schema),
+            out: OutputQueue::new(opts.fragment),
             echo_ping: false,
             command: None,
             sequence: 0,
@@ -352,6 +134,11 @@ impl Session {
             ended: false,
             note: String::new(),
         }
+    }
+
+    /// The schema of the session's messages.
+    pub fn schema(&self) -> &Arc<Schema> {
+        self.requests.schema()
     }
 
     /// Appends bytes read from the socket. Returns how many more are needed at least before
@@ -378,11 +165,9 @@ impl Session {
         self.out.pending()
     }
 
-    /// How many queued bytes one write should carry at most: [`WRITE_BATCH`], or the largest reply
-    /// so far if larger (a reply goes out whole, as APISIX's one write per reply does), up to
-    /// [`WRITE_MAX`]. Writing as soon as this much is queued keeps writes at a steady size.
+    /// How many queued bytes one write should carry at most (see [`OutputQueue::write_size`]).
     pub fn write_size(&self) -> usize {
-        WRITE_BATCH.max(self.out.largest).min(WRITE_MAX)
+        self.out.write_size()
     }
 
     /// How many queued bytes to write before reading more: all of them, except for a connection's
@@ -394,31 +179,21 @@ impl Session {
     /// ends it.
     pub fn write_due(&self) -> usize {
         let need = self.frames.need();
-        if self.out.wrote || self.ended || need == 0 || need > WAIT_FOR_FRAME || !self.frames.is_mid_message() {
+        if self.out.wrote() || self.ended || need == 0 || need > WAIT_FOR_FRAME || !self.frames.is_mid_message() {
             return self.out.pending();
         }
-        self.whole_writes()
+        self.out.whole_writes()
     }
 
-    /// The queued bytes that fill whole writes of [`Session::write_size`] (0 if less is queued):
-    /// what to write while more replies may still join the last, partial one.
+    /// The queued bytes that fill whole writes (see [`OutputQueue::whole_writes`]).
     pub fn whole_writes(&self) -> usize {
-        let pending = self.out.pending();
-        pending - pending % self.write_size()
+        self.out.whole_writes()
     }
 
     /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
     /// `None` when nothing is queued.
-    pub fn chunk(&mut self, max: usize) -> Option<Chunk<'_>> {
+    pub fn chunk(&self, max: usize) -> Option<Chunk<'_>> {
         self.out.chunk(max)
-    }
-
-    /// Up to `max` queued bytes from the front, stopping before a held value.
-    pub fn peek(&mut self, max: usize) -> &[u8] {
-        match self.out.chunk(max) {
-            Some(Chunk::Bytes(b)) => b,
-            _ => &[],
-        }
     }
 
     /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
@@ -440,13 +215,15 @@ impl Session {
         if self.ended {
             return Step::Ended;
         }
-        // A reply begun and never finished or failed is dropped.
-        self.out.building = None;
+        if self.out.is_lent() {
+            // A reply begun and never finished or failed is dropped.
+            self.out.restore(self.encoder.abandon());
+        }
         loop {
-            let Session { frames, out, .. } = self;
+            let Session { frames, out, encoder, requests, .. } = self;
             let polled = frames.poll_data(|ev| {
                 if let Event::Ping(p) = ev {
-                    out.push(|b| frame::encode_frame(b, Opcode::Pong, p));
+                    out.push_frames(|b| frame::encode_frame(b, Opcode::Pong, p));
                 }
                 true
             });
@@ -455,7 +232,7 @@ impl Session {
                 Ok(Poll::Event(ev)) => ev,
                 Err(e) => {
                     self.ended = true;
-                    out.push(|b| frame::encode_close(b, e.close_code(), ""));
+                    out.push_frames(|b| frame::encode_close(b, e.close_code(), ""));
                     return Step::Failed(e);
                 }
             };
@@ -464,7 +241,7 @@ impl Session {
                 Event::Close(status) => {
                     let code = status.map_or(close_code::NORMAL, |(c, _)| c);
                     self.ended = true;
-                    out.push(|b| frame::encode_close(b, code, ""));
+                    out.push_frames(|b| frame::encode_close(b, code, ""));
                     return Step::Closed(code);
                 }
                 Event::Text(t) => {
@@ -473,30 +250,26 @@ impl Session {
                 }
                 Event::Binary(payload) => payload,
             };
-            let req = match self.requests.decode(payload) {
+            let req = match requests.decode(payload) {
                 Ok(req) => req,
                 Err(e) => {
                     use std::fmt::Write as _;
                     self.note.clear();
                     let _ = write!(self.note, "{e}");
                     self.hint = 0;
-                    out.reply(0, 0, |e| e.put_error(0, b"wrong command"));
+                    queue_reply(out, encoder, 0, 0, |e| e.put_error(0, b"wrong command"));
                     return Step::Undecodable(&self.note);
                 }
             };
             let Some(command) = req.command else {
                 return Step::Empty;
             };
-            if self.echo_ping && std::ptr::eq(command, PingIds::get().command) {
-                let state = ping_state(req.ops, payload);
+            let known = *encoder.schema().known();
+            if self.echo_ping && command.id == known.ping {
+                let state = ping_state(known.ping_state, req.ops, payload);
                 if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
                     // The pong of the default handler, `{pong_resp = {state = params.state}}`.
-                    let ids = PingIds::get();
-                    out.reply(payload.len(), req.sequence, |e| {
-                        let _ = e.open(ids.reply);
-                        let _ = e.put_bytes(ids.reply_state, state);
-                        let _ = e.close();
-                    });
+                    queue_reply(out, encoder, payload.len(), req.sequence, |e| e.put_pong(state));
                     continue;
                 }
             }
@@ -513,12 +286,15 @@ impl Session {
 
     /// Starts the reply to the command handed out last; fill it through [`Session::encoder`].
     pub fn reply_begin(&mut self) {
-        self.out.begin(self.hint, self.sequence);
+        if self.out.is_lent() {
+            self.out.restore(self.encoder.abandon());
+        }
+        self.encoder.begin_in(self.out.lend(self.hint), self.sequence);
     }
 
     /// The encoder of the reply being built.
     pub fn encoder(&mut self) -> &mut ReplyEncoder {
-        &mut self.out.encoder
+        &mut self.encoder
     }
 
     /// Queues the reply built since [`Session::reply_begin`].
@@ -526,9 +302,14 @@ impl Session {
         if self.ended {
             // Closed meanwhile: nothing may follow the close frame.
             self.awaiting_reply = false;
+            self.out.restore(self.encoder.abandon());
             return Ok(());
         }
-        self.out.finish()?;
+        if !self.out.is_lent() {
+            return Err(EncodeError::Unbalanced);
+        }
+        let out = &mut self.out;
+        self.encoder.take().map(|taken| out.seal(taken))?;
         self.awaiting_reply = false;
         Ok(())
     }
@@ -536,8 +317,11 @@ impl Session {
     /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
     pub fn reply_error(&mut self, message: &[u8]) {
         self.awaiting_reply = false;
+        if self.out.is_lent() {
+            self.out.restore(self.encoder.abandon());
+        }
         if !self.ended {
-            self.out.reply(0, self.sequence, |e| e.put_error(0, message));
+            queue_reply(&mut self.out, &mut self.encoder, 0, self.sequence, |e| e.put_error(0, message));
         }
     }
 
@@ -547,7 +331,10 @@ impl Session {
         if !self.ended {
             self.ended = true;
             self.awaiting_reply = false;
-            self.out.push(|b| frame::encode_close(b, code, reason));
+            if self.out.is_lent() {
+                self.out.restore(self.encoder.abandon());
+            }
+            self.out.push_frames(|b| frame::encode_close(b, code, reason));
         }
     }
 }
@@ -582,7 +369,7 @@ mod tests {
     use super::*;
     use crate::frame::client_frame;
     use crate::proto;
-    use crate::schema;
+    use crate::schema::Schema;
     use prost::Message as _;
 
     const M: [u8; 4] = [1, 2, 3, 4];
@@ -609,16 +396,23 @@ mod tests {
         d
     }
 
+    /// Up to `max` queued bytes from the front, stopping before a held value.
+    fn peek(s: &Session, max: usize) -> Vec<u8> {
+        match s.chunk(max) {
+            Some(Chunk::Bytes(b)) => b.to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
     fn drain(s: &mut Session) -> Vec<(u8, Vec<u8>)> {
-        let out = s.peek(usize::MAX).to_vec();
-        let n = out.len();
-        s.consume(n);
+        let out = peek(s, usize::MAX);
+        s.consume(out.len());
         frames(&out)
     }
 
     #[test]
     fn replies_keep_request_order_and_close_comes_last() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         let mut input = ping_req(1, b"a");
         input.extend(client_frame(true, 9, b"p", M));
         input.extend(ping_req(2, b"b"));
@@ -626,7 +420,7 @@ mod tests {
         s.feed(&input);
         for want in [1, 2] {
             match s.step() {
-                Step::Command { sequence, command, .. } => assert_eq!((sequence, command.name), (want, "cmd_ping")),
+                Step::Command { sequence, command, .. } => assert_eq!((sequence, command.id), (want, Schema::builtin().known().ping)),
                 other => panic!("{other:?}"),
             }
             s.reply_error(b"x");
@@ -642,7 +436,7 @@ mod tests {
 
     #[test]
     fn close_without_status_is_echoed_as_1000() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&client_frame(true, 8, b"", M));
         assert!(matches!(s.step(), Step::Closed(1000)));
         assert_eq!(drain(&mut s), [(8, 1000u16.to_be_bytes().to_vec())]);
@@ -650,7 +444,7 @@ mod tests {
 
     #[test]
     fn undecodable_gets_wrong_command_with_sequence_0() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&client_frame(true, 2, &[0x08], M));
         assert!(matches!(s.step(), Step::Undecodable("truncated varint at offset 1")));
         let out = drain(&mut s);
@@ -661,7 +455,7 @@ mod tests {
 
     #[test]
     fn a_command_left_unanswered_still_gets_one_reply() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&ping_req(77, b""));
         assert!(matches!(s.step(), Step::Command { .. }));
         assert!(matches!(s.step(), Step::NeedMore));
@@ -672,7 +466,7 @@ mod tests {
 
     #[test]
     fn protocol_errors_queue_the_close_code() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&[0x82, 0x01, 0x00]);
         assert!(matches!(s.step(), Step::Failed(ProtocolError::Unmasked)));
         assert_eq!(drain(&mut s), [(8, 1002u16.to_be_bytes().to_vec())]);
@@ -682,7 +476,7 @@ mod tests {
 
     #[test]
     fn empty_and_text() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&client_frame(true, 2, b"", M));
         s.feed(&client_frame(true, 1, b"a\nb\x1b[31m\\", M));
         assert!(matches!(s.step(), Step::Empty));
@@ -701,18 +495,14 @@ mod tests {
     }
 
     fn pong_state(s: &mut Session, state: &[u8]) {
-        let ids = schema::response().field_by_name("pong_resp").unwrap();
-        let st = ids.target_message().unwrap().field_by_name("state").unwrap();
         s.reply_begin();
-        s.encoder().open(u32::from(ids.id)).unwrap();
-        s.encoder().put_bytes(u32::from(st.id), state).unwrap();
-        s.encoder().close().unwrap();
+        s.encoder().put_pong(state);
         s.reply_finish().unwrap();
     }
 
     #[test]
     fn peek_gives_at_most_max_bytes_across_frames() {
-        let mut s = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
         for (seq, len) in [(1, 10usize), (2, 300), (3, 70_000)] {
             s.feed(&ping_req(seq, &vec![b'q'; len]));
         }
@@ -721,7 +511,7 @@ mod tests {
             pong_state(&mut s, &vec![b'r'; 40_000]);
         }
         while s.pending() > 0 {
-            let chunk = s.peek(1000).to_vec();
+            let chunk = peek(&s, 1000);
             assert!(!chunk.is_empty() && chunk.len() <= 1000);
             all.extend_from_slice(&chunk);
             s.consume(chunk.len());
@@ -735,7 +525,7 @@ mod tests {
         // Request sizes pick the header room (4 or 10 bytes); reply sizes need 2, 4 or 10.
         for req_len in [0usize, 100, 70_000] {
             for state_len in [0usize, 1, 119, 120, 121, 122, 125, 126, 65_520, 65_530, 65_531, 65_535, 65_536, 70_000] {
-                let mut s = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+                let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
                 s.feed(&ping_req(9, &vec![b'q'; req_len]));
                 s.feed(&client_frame(true, 9, b"ping", M));
                 assert!(matches!(s.step(), Step::Command { .. }));
@@ -758,40 +548,18 @@ mod tests {
 
     /// Drains the queue `step` bytes at a time, putting held values (`values[id]`) in place.
     fn drain_held(s: &mut Session, values: &[Vec<u8>], step: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(c) = s.chunk(step) {
-            let n = match c {
-                Chunk::Bytes(b) => {
-                    out.extend_from_slice(b);
-                    b.len()
-                }
-                Chunk::Held { id, offset, len } => {
-                    let v = &values[id as usize];
-                    assert_eq!(v.len(), offset + len);
-                    let n = len.min(step);
-                    out.extend_from_slice(&v[offset..offset + n]);
-                    n
-                }
-            };
-            let before = s.pending();
-            s.consume(n);
-            assert_eq!(s.pending(), before - n);
-        }
-        assert_eq!(s.pending(), 0);
-        out
+        crate::queue::testing::drain(&mut s.out, values, step)
     }
 
     #[test]
     fn values_held_by_reference_are_sent_in_place() {
-        let big = Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None };
-        let (pong, state) = {
-            let f = schema::response().field_by_name("pong_resp").unwrap();
-            (u32::from(f.id), u32::from(f.target_message().unwrap().field_by_name("state").unwrap().id))
-        };
+        let big = Options { limits: Limits::up_to(1 << 20), fragment: None };
+        let known = *Schema::builtin().known();
+        let (pong, state) = (u32::from(known.pong), u32::from(known.pong_state));
         for req_len in [0usize, 70_000] {
             for state_len in [1usize, 100, 122, 65_000, 65_530, 70_000] {
                 for step in [7usize, 777, 1 << 20] {
-                    let mut s = Session::new(big);
+                    let mut s = Session::new(Schema::builtin(), big);
                     let values: Vec<Vec<u8>> = (0..2).map(|i| vec![b'a' + i as u8; state_len]).collect();
                     for (seq, v) in values.iter().enumerate() {
                         s.feed(&ping_req(seq as i64 + 1, &vec![b'q'; req_len]));
@@ -822,7 +590,7 @@ mod tests {
 
     #[test]
     fn pings_are_answered_here_as_the_default_handler_would() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.set_echo_ping(true);
         // state absent; state given twice (the last one counts, as in a parameter table) with an
         // unknown field between; a ping cut into two fragments; a command that is handed out.
@@ -852,7 +620,7 @@ mod tests {
         input.extend(ping_req(5, b"after"));
         s.feed(&input);
         match s.step() {
-            Step::Command { sequence, command, .. } => assert_eq!((sequence, command.name), (4, "cmd_kafka_fetch")),
+            Step::Command { sequence, command, .. } => assert_eq!((sequence, Schema::builtin().field_name(command.id)), (4, "cmd_kafka_fetch")),
             other => panic!("{other:?}"),
         }
         s.reply_error(b"no kafka here");
@@ -881,7 +649,7 @@ mod tests {
         s.feed(&ping_req(6, &[b'm'; ECHO_BELOW]));
         assert!(matches!(s.step(), Step::Command { sequence: 6, .. }), "a mid-sized state goes to Lua");
         s.reply_error(b"");
-        let mut big = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        let mut big = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
         big.set_echo_ping(true);
         big.feed(&ping_req(7, &vec![b'b'; ECHO_FROM]));
         assert!(matches!(big.step(), Step::NeedMore), "a large state is answered here");
@@ -893,8 +661,8 @@ mod tests {
 
     #[test]
     fn writes_are_sized_by_the_batch_or_the_largest_reply() {
-        let limits = Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 };
-        let mut s = Session::new(Options { limits, fragment: None });
+        let limits = Limits::up_to(1 << 20);
+        let mut s = Session::new(Schema::builtin(), Options { limits, fragment: None });
         s.set_echo_ping(true);
         assert_eq!(s.write_size(), WRITE_BATCH);
         s.feed(&ping_req(1, &[b'a'; 100]));
@@ -904,11 +672,7 @@ mod tests {
         s.feed(&ping_req(2, &vec![b'b'; 6000]));
         let Step::Command { .. } = s.step() else { panic!("a mid-sized ping goes to its handler") };
         s.reply_begin();
-        let ids = PingIds::get();
-        let e = s.encoder();
-        e.open(ids.reply).unwrap();
-        e.put_bytes(ids.reply_state, &[b'b'; 6000]).unwrap();
-        e.close().unwrap();
+        s.encoder().put_pong(&[b'b'; 6000]);
         s.reply_finish().unwrap();
         assert!(s.pending() > WRITE_BATCH);
         assert_eq!(s.write_size(), s.pending(), "a larger reply goes out whole");
@@ -920,7 +684,7 @@ mod tests {
 
     #[test]
     fn a_first_write_waits_for_a_small_frame_on_its_way() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.set_echo_ping(true);
         let frame = ping_req(1, &[b'p'; 1000]);
         let stream: Vec<u8> = std::iter::repeat(frame.clone()).take(12).flatten().collect();
@@ -943,13 +707,13 @@ mod tests {
         // Once something was written, all of it is due.
         assert_eq!(s.write_due(), s.pending());
         // A fresh connection whose client sends whole frames writes at once.
-        let mut t = Session::new(Options::default());
+        let mut t = Session::new(Schema::builtin(), Options::default());
         t.set_echo_ping(true);
         t.feed(&stream[..3 * frame.len()]);
         assert!(matches!(t.step(), Step::NeedMore));
         assert_eq!(t.write_due(), t.pending());
         // And so does one whose partial frame is large: its rest may be slow to come.
-        let mut u = Session::new(Options { limits: Limits { max_payload_len: 1 << 20, max_message_len: 1 << 20 }, fragment: None });
+        let mut u = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
         u.set_echo_ping(true);
         let big = ping_req(2, &vec![b'q'; 100_000]);
         let mut two = frame.clone();
@@ -972,7 +736,7 @@ mod tests {
 
     #[test]
     fn encoder_writes_outside_a_reply_never_reach_the_queue() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&ping_req(1, b"a"));
         assert!(matches!(s.step(), Step::Command { .. }));
         pong_state(&mut s, b"a");
@@ -988,7 +752,7 @@ mod tests {
 
     #[test]
     fn nothing_follows_a_close_frame() {
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(Schema::builtin(), Options::default());
         s.feed(&ping_req(1, b"a"));
         assert!(matches!(s.step(), Step::Command { .. }));
         s.reply_begin();
@@ -1001,7 +765,7 @@ mod tests {
 
     #[test]
     fn replies_can_be_fragmented() {
-        let mut s = Session::new(Options { fragment: Some(4), ..Options::default() });
+        let mut s = Session::new(Schema::builtin(), Options { fragment: Some(4), ..Options::default() });
         s.feed(&ping_req(1, b"0123456789"));
         assert!(matches!(s.step(), Step::Command { .. }));
         s.reply_error(b"0123456789");

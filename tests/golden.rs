@@ -25,7 +25,7 @@ fn fixtures(kind: &str) -> Vec<(String, Vec<u8>)> {
 fn requests_decode_and_reencode_identically() {
     let files = fixtures("PubSubReq");
     assert_eq!(files.len(), 4);
-    let mut d = RequestDecoder::new();
+    let mut d = RequestDecoder::new(apisix_pubsub_rs::schema::Schema::builtin());
     for (name, bytes) in files {
         let r = d.decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let ours = common::request_to_prost(&r, &bytes);

@@ -67,7 +67,7 @@ proptest! {
     #[test]
     fn requests_round_trip(req in arb_req()) {
         let bytes = req.encode_to_vec();
-        let mut d = RequestDecoder::new();
+        let mut d = RequestDecoder::new(apisix_pubsub_rs::schema::Schema::builtin());
         let r = d.decode(&bytes).unwrap();
         prop_assert_eq!(common::request_to_prost(&r, &bytes), req);
     }
@@ -112,9 +112,9 @@ proptest! {
     ) {
         let limits = Limits { max_payload_len: 200, max_message_len: 300 };
         prop_assert_eq!(collect(&stream, &chunks, limits), collect(&stream, &[stream.len().max(1)], limits));
-        let mut d = RequestDecoder::new();
+        let mut d = RequestDecoder::new(apisix_pubsub_rs::schema::Schema::builtin());
         let _ = d.decode(&stream);
-        let mut s = Session::new(Options::default());
+        let mut s = Session::new(apisix_pubsub_rs::schema::Schema::builtin(), Options::default());
         s.feed(&stream);
         for _ in 0..100 {
             if matches!(s.step(), Step::NeedMore | Step::Ended) { break; }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use apisix_pubsub_rs::frame::{Decoder, Event, Limits, Poll};
-use apisix_pubsub_rs::schema;
+
 use apisix_pubsub_rs::session::{Chunk, Options, Session, Step, WRITE_BATCH, WRITE_MAX};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,9 +41,8 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
 fuzz_target!(|input: &[u8]| {
     let Some((&chunk, data)) = input.split_first() else { return };
     assert_eq!(run(data, usize::from(chunk)), run(data, data.len()));
-    let pong = schema::response().field_by_name("pong_resp").expect("pong_resp");
-    let state = pong.target_message().and_then(|m| m.field_by_name("state")).expect("state");
-    let mut s = Session::new(Options::default());
+    let known = *apisix_pubsub_rs::schema::Schema::builtin().known();
+    let mut s = Session::new(apisix_pubsub_rs::schema::Schema::builtin(), Options::default());
     let mut held = 0u32;
     for piece in data.chunks(usize::from(chunk).max(1)) {
         s.feed(piece);
@@ -56,8 +55,8 @@ fuzz_target!(|input: &[u8]| {
                     let len = (sequence as u64 % 70_000) as usize;
                     s.reply_begin();
                     let e = s.encoder();
-                    e.open(u32::from(pong.id)).expect("open pong_resp");
-                    e.put_bytes_ref(u32::from(state.id), held, len).expect("held state");
+                    e.open(u32::from(known.pong)).expect("open pong_resp");
+                    e.put_bytes_ref(u32::from(known.pong_state), held, len).expect("held state");
                     e.close().expect("close pong_resp");
                     s.reply_finish().expect("finish");
                     held += 1;

@@ -5,18 +5,18 @@
 
 use apisix_pubsub_rs::message::ReplyEncoder;
 use apisix_pubsub_rs::proto;
-use apisix_pubsub_rs::schema::FIELDS;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 
 fuzz_target!(|data: &[u8]| {
-    let mut e = ReplyEncoder::new();
+    let mut e = ReplyEncoder::new(apisix_pubsub_rs::schema::Schema::builtin());
+    let fields = e.schema().all_fields().len() as u32;
     let mut it = data.chunks(10);
     let seq = it.next().map_or(0, |c| c.iter().fold(0i64, |a, &b| a.wrapping_mul(31).wrapping_add(i64::from(b))));
     e.begin(seq);
     let mut held: Vec<Vec<u8>> = Vec::new();
     for c in it {
-        let field = u32::from(c[0]) % (FIELDS.len() as u32 + 2);
+        let field = u32::from(c[0]) % (fields + 2);
         let arg = c.get(2..).unwrap_or(&[]);
         let n = arg.iter().fold(0i64, |a, &b| a.wrapping_mul(257).wrapping_add(i64::from(b)));
         let _ = match c.get(1).copied().unwrap_or(0) % 9 {
@@ -37,12 +37,11 @@ fuzz_target!(|data: &[u8]| {
             _ => e.put_bool(field, n & 1 == 1),
         };
     }
-    if e.check_finished().is_ok() {
+    let taken = e.take().ok().map(|t| (t.buf, t.refs.collect::<Vec<_>>()));
+    if let Some((buf, refs)) = taken {
         let mut bytes = Vec::new();
         let mut pos = 0;
-        let refs = e.refs_mut().clone();
-        let buf = e.buffer();
-        for r in &refs {
+        for r in refs {
             bytes.extend_from_slice(&buf[pos..r.at]);
             bytes.extend_from_slice(&held[r.id as usize]);
             pos = r.at;

@@ -6,7 +6,7 @@ use apisix_pubsub_rs::message::{op, RequestDecoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut d = RequestDecoder::new();
+    let mut d = RequestDecoder::new(apisix_pubsub_rs::schema::Schema::builtin());
     if let Ok(r) = d.decode(data) {
         let mut depth = 0i32;
         for o in r.ops {

@@ -3,7 +3,7 @@
 
 use apisix_pubsub_rs::message::{op, Op, ReplyEncoder, Request};
 use apisix_pubsub_rs::proto::{self, pub_sub_req::Req, pub_sub_resp::Resp};
-use apisix_pubsub_rs::schema::{self, FIELDS};
+use apisix_pubsub_rs::schema::Schema;
 
 fn int(op: &Op, text: &[u8]) -> i64 {
     if op.code & !op::REPEATED == op::TEXT {
@@ -19,7 +19,7 @@ pub fn request_to_prost(r: &Request<'_>, payload: &[u8]) -> proto::PubSubReq {
     let mut state = Vec::new();
     let (mut partition, mut num) = (0i32, 0i64);
     for op in r.ops {
-        match FIELDS[op.field as usize].name {
+        match Schema::builtin_ref().field_name(op.field as u16) {
             "state" => state = payload[op.offset..op.offset + op.len].to_vec(),
             "topic" => topic = String::from_utf8(payload[op.offset..op.offset + op.len].to_vec()).unwrap(),
             "partition" => partition = op.num as i32,
@@ -27,7 +27,7 @@ pub fn request_to_prost(r: &Request<'_>, payload: &[u8]) -> proto::PubSubReq {
             other => panic!("unexpected field {other}"),
         }
     }
-    let req = r.command.map(|c| match c.name {
+    let req = r.command.map(|c| match Schema::builtin_ref().field_name(c.id) {
         "cmd_empty" => Req::CmdEmpty(proto::CmdEmpty {}),
         "cmd_ping" => Req::CmdPing(proto::CmdPing { state }),
         "cmd_kafka_fetch" => Req::CmdKafkaFetch(proto::CmdKafkaFetch { topic, partition, offset: num }),
@@ -38,13 +38,13 @@ pub fn request_to_prost(r: &Request<'_>, payload: &[u8]) -> proto::PubSubReq {
 }
 
 fn id(msg: &str, field: &str) -> u32 {
-    let m = schema::MESSAGES.iter().find(|m| m.name == msg).unwrap();
-    u32::from(m.field_by_name(field).unwrap().id)
+    let s = Schema::builtin_ref();
+    u32::from(s.field_by_name(s.message_by_name(msg).unwrap(), field).unwrap().id)
 }
 
 /// Encodes a prost response through the dynamic encoder, the way the Lua side walks a reply.
 pub fn encode_with_ours(resp: &proto::PubSubResp) -> Vec<u8> {
-    let mut e = ReplyEncoder::new();
+    let mut e = ReplyEncoder::new(Schema::builtin());
     e.begin(resp.sequence);
     match resp.resp.as_ref().expect("a reply") {
         Resp::ErrorResp(x) => {

@@ -11,54 +11,12 @@
 
 use crate::pool;
 
-/// Frame opcodes (RFC 6455 section 5.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Opcode {
-    /// 0x0: continues a fragmented message.
-    Continuation,
-    /// 0x1: a UTF-8 text message.
-    Text,
-    /// 0x2: a binary message.
-    Binary,
-    /// 0x8: close.
-    Close,
-    /// 0x9: ping.
-    Ping,
-    /// 0xA: pong.
-    Pong,
-}
+mod encode;
+pub mod header;
 
-impl Opcode {
-    /// The 4-bit code.
-    pub fn bits(self) -> u8 {
-        match self {
-            Opcode::Continuation => 0x0,
-            Opcode::Text => 0x1,
-            Opcode::Binary => 0x2,
-            Opcode::Close => 0x8,
-            Opcode::Ping => 0x9,
-            Opcode::Pong => 0xA,
-        }
-    }
-
-    fn from_bits(b: u8) -> Result<Opcode, ProtocolError> {
-        Ok(match b {
-            0x0 => Opcode::Continuation,
-            0x1 => Opcode::Text,
-            0x2 => Opcode::Binary,
-            0x8 => Opcode::Close,
-            0x9 => Opcode::Ping,
-            0xA => Opcode::Pong,
-            0x3..=0x7 => return Err(ProtocolError::ReservedDataOpcode(b)),
-            _ => return Err(ProtocolError::ReservedControlOpcode(b)),
-        })
-    }
-
-    /// True for close, ping and pong.
-    pub fn is_control(self) -> bool {
-        self.bits() >= 0x8
-    }
-}
+pub use encode::{client_frame, encode_client_frame, encode_close, encode_frame, encode_header, encode_message, header_len, unmask, write_header};
+pub use header::{Header, Opcode};
+use header::{Parsed, Rules};
 
 /// Close status codes this module answers with.
 pub mod close_code {
@@ -164,6 +122,13 @@ pub struct Limits {
     pub max_message_len: u64,
 }
 
+impl Limits {
+    /// Frames and messages both up to `n` bytes.
+    pub fn up_to(n: u64) -> Limits {
+        Limits { max_payload_len: n, max_message_len: n }
+    }
+}
+
 impl Default for Limits {
     /// 65535 for both, as lua-resty-websocket's default `max_payload_len`.
     fn default() -> Self {
@@ -220,17 +185,6 @@ impl Waiting {
     }
 }
 
-/// A parsed frame header.
-#[derive(Clone, Copy, Debug)]
-struct Header {
-    fin: bool,
-    opcode: Opcode,
-    /// Length of the header, mask included.
-    len: usize,
-    mask: [u8; 4],
-    payload_len: usize,
-}
-
 /// Most bytes the decoder sets aside for a frame whose header has come and payload not yet.
 const RESERVE_AHEAD: usize = 4 << 20;
 /// Most room kept beyond a frame for the read that ends it (see `Decoder::read_size`).
@@ -263,6 +217,8 @@ pub struct Decoder {
     message: Vec<u8>,
     /// The opcode of the fragmented message being reassembled.
     fragmented: Option<Opcode>,
+    /// The RSV bits the negotiated extensions allow (none without one).
+    allowed_rsv: u8,
     /// The reassembled message was handed out: clear it on the next call.
     message_done: bool,
     /// How much of a fragmented text message is known to be valid UTF-8 (checked per fragment, so
@@ -291,10 +247,18 @@ impl Decoder {
             last: None,
             message: Vec::new(),
             fragmented: None,
+            allowed_rsv: 0,
             message_done: false,
             text_checked: 0,
             failed: None,
         }
+    }
+
+    /// Allows frames with these RSV bits set (`0x40` RSV1, `0x20` RSV2, `0x10` RSV3), for an
+    /// extension negotiated by the layer above, which then reads them from the frames. None are
+    /// allowed by default: a frame with one set fails with [`ProtocolError::ReservedBits`].
+    pub fn allow_rsv(&mut self, bits: u8) {
+        self.allowed_rsv = bits & 0x70;
     }
 
     /// The limits in force.
@@ -374,7 +338,7 @@ impl Decoder {
     /// The payload of the event handed out last (empty once the next feed or poll has begun).
     pub fn last_payload(&self) -> &[u8] {
         match self.last {
-            Some(Found::Frame(_, start, end)) => &self.unread()[start..end],
+            Some(Found::Frame { start, end, .. }) => &self.unread()[start..end],
             Some(Found::Message(_)) => &self.message,
             None => &[],
         }
@@ -434,75 +398,22 @@ impl Decoder {
         }
     }
 
-    /// Parses the header at the front of `b`, checking everything that can be checked before the
-    /// payload arrives. `Ok(None)` when the header is incomplete.
-    fn header(&self, b: &[u8]) -> Result<Result<Header, usize>, ProtocolError> {
-        if b.len() < 2 {
-            return Ok(Err(2 - b.len()));
-        }
-        let (b0, b1) = (b[0], b[1]);
-        if b0 & 0x70 != 0 {
-            return Err(ProtocolError::ReservedBits);
-        }
-        let fin = b0 & 0x80 != 0;
-        let opcode = Opcode::from_bits(b0 & 0x0f)?;
-        if b1 & 0x80 == 0 {
-            return Err(ProtocolError::Unmasked);
-        }
-        let len7 = b1 & 0x7f;
-        if opcode.is_control() {
-            if !fin {
-                return Err(ProtocolError::FragmentedControl);
-            }
-            if len7 > 125 {
-                return Err(ProtocolError::ControlTooLong);
-            }
-        } else {
-            match (opcode, self.fragmented) {
-                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-                (Opcode::Text | Opcode::Binary, Some(_)) => return Err(ProtocolError::UnfinishedMessage),
-                _ => {}
-            }
-        }
-        let (ext, payload_len) = match len7 {
-            126 => {
-                if b.len() < 4 {
-                    return Ok(Err(4 - b.len()));
-                }
-                (2, u64::from(u16::from_be_bytes([b[2], b[3]])))
-            }
-            127 => {
-                if b.len() < 10 {
-                    return Ok(Err(10 - b.len()));
-                }
-                let mut l = [0u8; 8];
-                l.copy_from_slice(&b[2..10]);
-                let l = u64::from_be_bytes(l);
-                if l >> 63 != 0 {
-                    return Err(ProtocolError::LengthTopBit);
-                }
-                (8, l)
-            }
-            n => (0, u64::from(n)),
+    /// The header at the front of the unread bytes, checked against the limits and the message
+    /// being reassembled, and against the RSV bits the negotiated extensions allow.
+    fn header(&self) -> Result<Parsed, ProtocolError> {
+        let rules = Rules {
+            max_payload_len: self.limits.max_payload_len,
+            max_message_len: self.limits.max_message_len,
+            message_len: self.message.len() as u64,
+            fragmented: self.fragmented,
         };
-        if payload_len > self.limits.max_payload_len {
-            return Err(ProtocolError::PayloadTooBig { len: payload_len, max: self.limits.max_payload_len });
-        }
-        if !opcode.is_control() {
-            let total = self.message.len() as u64 + payload_len;
-            if total > self.limits.max_message_len {
-                return Err(ProtocolError::MessageTooBig { len: total, max: self.limits.max_message_len });
+        let parsed = header::parse(self.unread(), &rules)?;
+        if let Parsed::Complete(h) = parsed {
+            if h.rsv & !self.allowed_rsv != 0 {
+                return Err(ProtocolError::ReservedBits);
             }
         }
-        let len = 2 + ext + 4;
-        if b.len() < len {
-            return Ok(Err(len - b.len()));
-        }
-        let mut mask = [0u8; 4];
-        mask.copy_from_slice(&b[len - 4..len]);
-        // Bounded by max_payload_len, which the caller chose to fit in memory.
-        let payload_len = usize::try_from(payload_len).map_err(|_| ProtocolError::LengthTopBit)?;
-        Ok(Ok(Header { fin, opcode, len, mask, payload_len }))
+        Ok(parsed)
     }
 
     /// The next event, or how many more bytes are needed.
@@ -521,8 +432,8 @@ impl Decoder {
         loop {
             self.release();
             let found = match self.next_frame() {
-                Ok(Ok(found)) => found,
-                Ok(Err(need)) => {
+                Ok(Next::Found(found)) => found,
+                Ok(Next::NeedMore(need)) => {
                     self.need = need;
                     self.park();
                     return Ok(Poll::NeedMore(need));
@@ -547,11 +458,11 @@ impl Decoder {
     }
 
     /// Reads frames until one completes an event; fragments are appended to the reassembly buffer.
-    fn next_frame(&mut self) -> Result<Result<Found, usize>, ProtocolError> {
+    fn next_frame(&mut self) -> Result<Next, ProtocolError> {
         loop {
-            let h = match self.header(self.unread())? {
-                Ok(h) => h,
-                Err(need) => return Ok(Err(need)),
+            let h = match self.header()? {
+                Parsed::Complete(h) => h,
+                Parsed::Partial { need } => return Ok(Next::NeedMore(need)),
             };
             let end = h.len + h.payload_len;
             let have = self.unread().len();
@@ -560,14 +471,14 @@ impl Decoder {
                 // and for one more read, which may bring the start of the next frame with its
                 // end; up to a bound, so a header alone cannot claim much memory.
                 self.make_room_exact((end - have).min(RESERVE_AHEAD) + self.read_size);
-                return Ok(Err(end - have));
+                return Ok(Next::NeedMore(end - have));
             }
             let s = self.start;
             unmask(&mut self.buf[s + h.len..s + end], h.mask);
             match h.opcode {
                 Opcode::Text | Opcode::Binary if h.fin => {
                     self.consumed = end;
-                    return Ok(Ok(Found::Frame(h.opcode, h.len, end)));
+                    return Ok(Next::Found(Found::Frame { opcode: h.opcode, start: h.len, end }));
                 }
                 Opcode::Text | Opcode::Binary => {
                     self.fragmented = Some(h.opcode);
@@ -583,12 +494,12 @@ impl Decoder {
                     if h.fin {
                         let opcode = self.fragmented.take().expect("checked by header()");
                         self.message_done = true;
-                        return Ok(Ok(Found::Message(opcode)));
+                        return Ok(Next::Found(Found::Message(opcode)));
                     }
                 }
                 _ => {
                     self.consumed = end;
-                    return Ok(Ok(Found::Frame(h.opcode, h.len, end)));
+                    return Ok(Next::Found(Found::Frame { opcode: h.opcode, start: h.len, end }));
                 }
             }
         }
@@ -610,7 +521,7 @@ impl Decoder {
 
     fn event(&self, found: Found) -> Result<Event<'_>, ProtocolError> {
         let (opcode, payload) = match found {
-            Found::Frame(op, start, end) => (op, &self.unread()[start..end]),
+            Found::Frame { opcode, start, end } => (opcode, &self.unread()[start..end]),
             Found::Message(op) => (op, &self.message[..]),
         };
         Ok(match opcode {
@@ -628,9 +539,25 @@ impl Decoder {
 #[derive(Clone, Copy, Debug)]
 enum Found {
     /// A frame's payload, `unread()[start..end]`.
-    Frame(Opcode, usize, usize),
+    Frame {
+        /// The frame's opcode.
+        opcode: Opcode,
+        /// Where its payload starts in the unread bytes.
+        start: usize,
+        /// Where it ends.
+        end: usize,
+    },
     /// The reassembled message.
     Message(Opcode),
+}
+
+/// What [`Decoder::next_frame`] came to.
+#[derive(Clone, Copy, Debug)]
+enum Next {
+    /// An event.
+    Found(Found),
+    /// At least this many more bytes are needed.
+    NeedMore(usize),
 }
 
 /// Validates a close frame's payload: empty, or a valid status code and a UTF-8 reason.
@@ -647,119 +574,6 @@ pub fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, ProtocolError>
             Ok(Some((code, reason)))
         }
     }
-}
-
-/// XORs `data` with the repeating 4-byte `mask`, eight bytes at a time (the compiler vectorises the
-/// word loop further).
-#[inline]
-pub fn unmask(data: &mut [u8], mask: [u8; 4]) {
-    let m = u32::from_ne_bytes(mask);
-    let wide = u64::from(m) | (u64::from(m) << 32);
-    let mut chunks = data.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
-    }
-    // The tail starts at a multiple of 8, so the mask phase is back at byte 0.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
-    }
-}
-
-/// Length of the header [`encode_header`] writes for a server frame of `payload_len` bytes.
-pub fn header_len(payload_len: usize) -> usize {
-    match payload_len {
-        0..=125 => 2,
-        126..=0xffff => 4,
-        _ => 10,
-    }
-}
-
-/// Appends an unmasked server frame header.
-pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: usize) {
-    let mut h = [0u8; 10];
-    let n = write_header(&mut h, fin, opcode, payload_len);
-    out.extend_from_slice(&h[..n]);
-}
-
-/// Writes an unmasked server frame header at the front of `dst`, which must hold
-/// [`header_len`]`(payload_len)` bytes; returns that length.
-pub fn write_header(dst: &mut [u8], fin: bool, opcode: Opcode, payload_len: usize) -> usize {
-    dst[0] = if fin { 0x80 } else { 0 } | opcode.bits();
-    match payload_len {
-        0..=125 => {
-            dst[1] = payload_len as u8;
-            2
-        }
-        126..=0xffff => {
-            dst[1] = 126;
-            dst[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
-            4
-        }
-        _ => {
-            dst[1] = 127;
-            dst[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
-            10
-        }
-    }
-}
-
-/// Appends one unmasked server frame with FIN set.
-pub fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
-    out.reserve(header_len(payload.len()) + payload.len());
-    encode_header(out, true, opcode, payload.len());
-    out.extend_from_slice(payload);
-}
-
-/// Appends a data message, split into frames of at most `fragment` payload bytes when given
-/// (`None` or 0: one frame, whatever the size).
-pub fn encode_message(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], fragment: Option<usize>) {
-    let size = match fragment {
-        Some(n) if n > 0 && payload.len() > n => n,
-        _ => return encode_frame(out, opcode, payload),
-    };
-    let mut chunks = payload.chunks(size).peekable();
-    let mut op = opcode;
-    while let Some(chunk) = chunks.next() {
-        let fin = chunks.peek().is_none();
-        encode_header(out, fin, op, chunk.len());
-        out.extend_from_slice(chunk);
-        op = Opcode::Continuation;
-    }
-}
-
-/// Appends a close frame with this status and reason (the reason is cut to fit 125 bytes, on a
-/// character boundary).
-pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    encode_header(out, true, Opcode::Close, 2 + end);
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(&reason.as_bytes()[..end]);
-}
-
-/// Appends a masked client frame with any 4-bit opcode, valid or not (for clients, tests and
-/// fuzzing seeds; the server never masks).
-pub fn encode_client_frame(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    let start = out.len();
-    out.reserve(header_len(payload.len()) + 4 + payload.len());
-    encode_header(out, fin, Opcode::Binary, payload.len());
-    out[start] = (out[start] & 0x80) | (opcode & 0x0f);
-    out[start + 1] |= 0x80;
-    out.extend_from_slice(&mask);
-    let body = out.len();
-    out.extend_from_slice(payload);
-    unmask(&mut out[body..], mask);
-}
-
-/// A masked client frame, as [`encode_client_frame`] writes it.
-pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_client_frame(&mut out, fin, opcode, payload, mask);
-    out
 }
 
 #[cfg(test)]
@@ -854,6 +668,18 @@ mod tests {
         for op in 0xB..=0xFu8 {
             assert_eq!(err_of(&client_frame(true, op, b"", M)), ProtocolError::ReservedControlOpcode(op));
         }
+    }
+
+    #[test]
+    fn rsv_bits_pass_only_where_an_extension_allows_them() {
+        let mut d = decoder();
+        d.allow_rsv(0x40);
+        d.feed(&[0xc2, 0x80, 0, 0, 0, 0]);
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(b""))));
+        let mut d = decoder();
+        d.allow_rsv(0x40);
+        d.feed(&[0xa2, 0x80, 0, 0, 0, 0]);
+        assert_eq!(d.poll(), Err(ProtocolError::ReservedBits), "RSV2 stays refused");
     }
 
     #[test]
@@ -977,8 +803,7 @@ mod tests {
         // ends it, not twice that (which growing by doubling gives), whether it starts empty or
         // with a smaller buffer from the pool.
         for start in [0, 50_000] {
-            let mut d = Decoder::default();
-            d.buf = Vec::with_capacity(start);
+            let mut d = Decoder { buf: Vec::with_capacity(start), ..Decoder::default() };
             let frame = client_frame(true, 2, &[6u8; 60_000], [1, 3, 5, 7]);
             let stream: Vec<u8> = std::iter::repeat(frame.clone()).take(40).flatten().collect();
             let mut frames = 0;

@@ -1,0 +1,328 @@
+//! The contract between Rust and Lua, written once.
+//!
+//! Each `#[repr(C)]` struct Lua reads, each function it calls and each constant it compares with
+//! is declared here through a macro that makes both the Rust item and its C declaration for
+//! LuaJIT's `ffi.cdef`. The Lua side gets [`lua_source`], a module generated from these
+//! declarations: it never restates a layout, a signature or a number, so the two sides cannot
+//! drift apart. The compiler checks each export's signature against the function it names, and
+//! the generated module checks, when it loads, that LuaJIT lays the structs out as Rust does.
+
+use std::fmt::Write as _;
+
+/// The C spelling of a Rust type that crosses the boundary.
+macro_rules! c_type {
+    (()) => { "void" };
+    (i32) => { "int32_t" };
+    (u32) => { "uint32_t" };
+    (i64) => { "int64_t" };
+    (u64) => { "uint64_t" };
+    (usize) => { "size_t" };
+    (f64) => { "double" };
+    (c_int) => { "int" };
+    (*const u8) => { "const char *" };
+    (*mut usize) => { "size_t *" };
+    (*mut i64) => { "int64_t *" };
+    (*const Op) => { "const apisix_pubsub_rs_op *" };
+    (*mut Event) => { "apisix_pubsub_rs_event *" };
+    (*mut LuaSession) => { "apisix_pubsub_rs_session *" };
+    (*const LuaSession) => { "const apisix_pubsub_rs_session *" };
+    (*mut ReplyEncoder) => { "apisix_pubsub_rs_encoder *" };
+    (*mut Codec) => { "apisix_pubsub_rs_codec *" };
+    (*const SchemaHandle) => { "const apisix_pubsub_rs_schema *" };
+}
+
+/// The C parameter list of a function: the types, comma-separated.
+macro_rules! c_params {
+    () => { "void" };
+    ([$($t:tt)+]) => { c_type!($($t)+) };
+    ([$($t:tt)+], $($rest:tt)+) => { concat!(c_type!($($t)+), ", ", c_params!($($rest)+)) };
+}
+
+/// A `#[repr(C)]` struct and its C declaration (`<Struct>::C_DECL`), fields in the same order.
+macro_rules! c_struct {
+    ($(#[$doc:meta])* pub struct $name:ident as $cname:literal { $($(#[$fdoc:meta])* $field:ident: [$($t:tt)+],)+ }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Debug)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: $($t)+,)+
+        }
+
+        impl $name {
+            /// The C declaration LuaJIT is given.
+            pub const C_DECL: &'static str =
+                concat!("typedef struct ", $cname, " {\n", $("    ", c_type!($($t)+), " ", stringify!($field), ";\n",)+ "} ", $cname, ";\n");
+            /// The C type name.
+            pub const C_NAME: &'static str = $cname;
+            /// `(field, offset)` of every field, for the layout check on the Lua side.
+            pub fn offsets() -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($field), std::mem::offset_of!($name, $field)),)+]
+            }
+        }
+    };
+}
+
+/// The functions Lua calls: each entry names the function and its signature once. The signature
+/// is checked by the compiler against the function (a coercion to that function-pointer type),
+/// and becomes the C type LuaJIT casts the pointer to.
+macro_rules! exports {
+    ($($module:ident :: $name:ident ( $([$($p:tt)+]),* ) -> [$($r:tt)+];)+) => {
+        /// `(name, C function-pointer type, pointer)` of every export.
+        pub fn exports() -> Vec<(&'static str, &'static str, *mut std::ffi::c_void)> {
+            vec![$({
+                let f: unsafe extern "C" fn($($($p)+),*) -> $($r)+ = super::$module::$name;
+                (stringify!($name), concat!(c_type!($($r)+), " (*)(", c_params!($([$($p)+]),*), ")"), f as *mut std::ffi::c_void)
+            },)+]
+        }
+    };
+}
+
+/// Named integer constants, as Rust items of a module and as a Lua table of the same name.
+macro_rules! c_consts {
+    ($(#[$doc:meta])* pub mod $module:ident: $ty:ty { $($(#[$cdoc:meta])* $name:ident = $value:expr,)+ }) => {
+        $(#[$doc])*
+        pub mod $module {
+            $($(#[$cdoc])* pub const $name: $ty = $value;)+
+            /// `(name, value)` of every constant, for the Lua side.
+            pub fn all() -> Vec<(&'static str, i64)> {
+                vec![$((stringify!($name), i64::from($name)),)+]
+            }
+        }
+    };
+}
+
+
+use super::codec::Codec;
+use super::schema::SchemaHandle;
+use super::session::LuaSession;
+use crate::message::{op, Op, ReplyEncoder};
+use std::ffi::c_int;
+
+c_struct! {
+    /// What `session_step` and `codec_decode` fill in for Lua.
+    pub struct Event as "apisix_pubsub_rs_event" {
+        /// An [`kind`] constant.
+        kind: [i32],
+        /// The command's field id (kind `COMMAND`).
+        command: [i32],
+        /// A close code (kinds `CLOSED`, `FAILED`).
+        code: [i32],
+        /// Unused; keeps `sequence` aligned the same on every ABI.
+        pad: [i32],
+        /// The request's sequence.
+        sequence: [i64],
+        /// Number of ops.
+        nops: [usize],
+        /// The ops that build the parameter table.
+        ops: [*const Op],
+        /// The request bytes, where `BYTES` ops point.
+        payload: [*const u8],
+        /// Where `TEXT` ops point.
+        text: [*const u8],
+        /// Words for a log line (kinds `UNDECODABLE`, `TEXT`, `FAILED`).
+        note: [*const u8],
+        /// Length of `note`.
+        note_len: [usize],
+    }
+}
+
+c_struct! {
+    /// One step of building a parameter table: [`crate::message::Op`] as Lua sees it.
+    pub struct OpLayout as "apisix_pubsub_rs_op" {
+        /// The op code.
+        code: [u32],
+        /// The field id.
+        field: [u32],
+        /// The number of `NUMBER` / `BOOL`.
+        num: [f64],
+        /// The offset of `BYTES` / `TEXT`.
+        offset: [usize],
+        /// The length of `BYTES` / `TEXT`.
+        len: [usize],
+    }
+}
+
+c_consts! {
+    /// Event kinds of [`Event::kind`].
+    pub mod kind: i32 {
+        /// Every complete frame is served.
+        NEED_MORE = 0,
+        /// A command for its handler.
+        COMMAND = 1,
+        /// A request without a command.
+        EMPTY = 2,
+        /// Bytes that are not a `PubSubReq`.
+        UNDECODABLE = 3,
+        /// A text message.
+        TEXT = 4,
+        /// The peer closed.
+        CLOSED = 5,
+        /// The peer broke the protocol.
+        FAILED = 6,
+        /// The session was over already.
+        ENDED = 7,
+        /// A panic was caught.
+        INTERNAL = -1,
+    }
+}
+
+c_consts! {
+    /// Op codes of [`Op::code`] (the values of [`crate::message::op`]).
+    pub mod op_code: u32 {
+        /// See [`op::NUMBER`].
+        NUMBER = super::op::NUMBER,
+        /// See [`op::BOOL`].
+        BOOL = super::op::BOOL,
+        /// See [`op::BYTES`].
+        BYTES = super::op::BYTES,
+        /// See [`op::TEXT`].
+        TEXT = super::op::TEXT,
+        /// See [`op::OPEN`].
+        OPEN = super::op::OPEN,
+        /// See [`op::CLOSE`].
+        CLOSE = super::op::CLOSE,
+        /// See [`op::REPEATED`].
+        REPEATED = super::op::REPEATED,
+    }
+}
+
+c_consts! {
+    /// Lua's view of 64-bit integers: numbers within these bounds, `"#<digits>"` strings outside.
+    pub mod int64_rule: i64 {
+        /// See [`op::NUMBER_MIN`].
+        NUMBER_MIN = super::op::NUMBER_MIN,
+        /// See [`op::NUMBER_MAX`].
+        NUMBER_MAX = super::op::NUMBER_MAX,
+    }
+}
+
+c_consts! {
+    /// What the encoder calls return: 0, a failure whose words `encode_error` gives, or `INTERNAL`.
+    pub mod status: i32 {
+        /// Success.
+        OK = 0,
+        /// A failure: `encode_error` has its words.
+        FAILED = 1,
+        /// A panic was caught.
+        INTERNAL = -1,
+    }
+}
+
+exports! {
+    schema::schema_builtin() -> [*const SchemaHandle];
+    schema::schema_free([*const SchemaHandle]) -> [()];
+    schema::schema_lua([*const SchemaHandle], [*mut usize]) -> [*const u8];
+    session::session_new([*const SchemaHandle], [u64], [u64], [u64]) -> [*mut LuaSession];
+    session::session_free([*mut LuaSession]) -> [()];
+    session::session_encoder([*mut LuaSession]) -> [*mut ReplyEncoder];
+    session::session_feed([*mut LuaSession], [*const u8], [usize]) -> [c_int];
+    session::session_step([*mut LuaSession], [*mut Event]) -> [c_int];
+    session::session_echo_ping([*mut LuaSession], [c_int]) -> [()];
+    session::session_mid_message([*const LuaSession]) -> [c_int];
+    session::session_waiting([*const LuaSession], [*mut usize]) -> [*const u8];
+    session::session_chunk([*mut LuaSession], [usize], [*mut usize], [*mut i64]) -> [*const u8];
+    session::session_consume([*mut LuaSession], [usize]) -> [()];
+    session::session_pending([*const LuaSession]) -> [usize];
+    session::session_write_size([*const LuaSession]) -> [usize];
+    session::session_write_due([*const LuaSession]) -> [usize];
+    session::session_whole_writes([*const LuaSession]) -> [usize];
+    session::session_close([*mut LuaSession], [c_int], [*const u8], [usize]) -> [()];
+    session::session_reply_begin([*mut LuaSession]) -> [()];
+    session::session_reply_finish([*mut LuaSession]) -> [c_int];
+    session::session_reply_error([*mut LuaSession], [*const u8], [usize]) -> [()];
+    encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
+    encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
+    encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];
+    encoder::enc_uint([*mut ReplyEncoder], [u32], [u64]) -> [c_int];
+    encoder::enc_int_text([*mut ReplyEncoder], [u32], [*const u8], [usize]) -> [c_int];
+    encoder::enc_bool([*mut ReplyEncoder], [u32], [c_int]) -> [c_int];
+    encoder::enc_bytes([*mut ReplyEncoder], [u32], [*const u8], [usize]) -> [c_int];
+    encoder::enc_bytes_ref([*mut ReplyEncoder], [u32], [u32], [usize]) -> [c_int];
+    encoder::enc_open([*mut ReplyEncoder], [u32]) -> [c_int];
+    encoder::enc_close([*mut ReplyEncoder]) -> [c_int];
+    encoder::enc_result([*mut ReplyEncoder], [*mut usize]) -> [*const u8];
+    encoder::encode_error([*mut usize]) -> [*const u8];
+    encoder::parse_int64([*const u8], [usize], [*mut i64]) -> [c_int];
+    codec::codec_new([*const SchemaHandle]) -> [*mut Codec];
+    codec::codec_free([*mut Codec]) -> [()];
+    codec::codec_encoder([*mut Codec]) -> [*mut ReplyEncoder];
+    codec::codec_decode([*mut Codec], [*const u8], [usize], [*mut Event]) -> [c_int];
+}
+
+/// The opaque types Lua holds pointers to.
+const OPAQUE: &[&str] = &["apisix_pubsub_rs_session", "apisix_pubsub_rs_encoder", "apisix_pubsub_rs_codec", "apisix_pubsub_rs_schema"];
+
+/// The generated Lua module `apisix_pubsub_rs.ffi`: the cdefs, the functions cast to their types
+/// (`C`), the constants (`kind`, `op`, `int64`, `status`) and a check of the struct layouts. It
+/// is called with the table of function pointers `luaopen` makes.
+pub fn lua_source() -> String {
+    let mut s = String::from("-- Generated from src/ffi/contract.rs when the library loads. Do not edit.\n");
+    s.push_str("local pointers = select(2, ...)\nlocal ffi = require(\"ffi\")\n");
+    s.push_str("-- A cdef is global to the LuaJIT VM: declare once, even if the module is loaded again.\n");
+    s.push_str("if not pcall(ffi.typeof, \"apisix_pubsub_rs_event\") then\n    ffi.cdef [[\n");
+    s.push_str(OpLayout::C_DECL);
+    s.push_str(Event::C_DECL);
+    for t in OPAQUE {
+        let _ = writeln!(s, "typedef struct {t} {t};");
+    }
+    s.push_str("]]\nend\n\nlocal C = {}\n");
+    for (name, ctype, _) in exports() {
+        let _ = writeln!(s, "C.{name} = ffi.cast({ctype:?}, pointers.{name})");
+    }
+    let table = |s: &mut String, name: &str, all: Vec<(&str, i64)>| {
+        let body: Vec<String> = all.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let _ = writeln!(s, "local {name} = {{ {} }}", body.join(", "));
+    };
+    table(&mut s, "kind", kind::all());
+    table(&mut s, "op", op_code::all());
+    table(&mut s, "int64", int64_rule::all());
+    table(&mut s, "status", status::all());
+    s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
+    for (cname, size, offsets) in [
+        (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
+        (OpLayout::C_NAME, std::mem::size_of::<Op>(), OpLayout::offsets()),
+    ] {
+        let _ = writeln!(s, "assert(ffi.sizeof({cname:?}) == {size}, \"apisix_pubsub_rs: {cname} has another size in Lua than in Rust\")");
+        for (field, off) in offsets {
+            let _ = writeln!(
+                s,
+                "assert(ffi.offsetof({cname:?}, {field:?}) == {off}, \"apisix_pubsub_rs: {cname}.{field} has another offset in Lua than in Rust\")"
+            );
+        }
+    }
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_op_layout_is_the_op() {
+        assert_eq!(std::mem::size_of::<OpLayout>(), std::mem::size_of::<Op>());
+        assert_eq!(OpLayout::offsets(), vec![
+            ("code", std::mem::offset_of!(Op, code)),
+            ("field", std::mem::offset_of!(Op, field)),
+            ("num", std::mem::offset_of!(Op, num)),
+            ("offset", std::mem::offset_of!(Op, offset)),
+            ("len", std::mem::offset_of!(Op, len)),
+        ]);
+    }
+
+    #[test]
+    fn the_lua_module_declares_every_export_and_constant() {
+        let lua = lua_source();
+        assert!(lua.contains("typedef struct apisix_pubsub_rs_event {\n    int32_t kind;\n    int32_t command;"), "{lua}");
+        assert!(lua.contains("C.session_new = ffi.cast(\"apisix_pubsub_rs_session * (*)(const apisix_pubsub_rs_schema *, uint64_t, uint64_t, uint64_t)\", pointers.session_new)"));
+        assert!(lua.contains("C.schema_builtin = ffi.cast(\"const apisix_pubsub_rs_schema * (*)(void)\""));
+        assert!(lua.contains("local kind = { NEED_MORE = 0, COMMAND = 1"));
+        assert!(lua.contains("REPEATED = 16"));
+        assert!(lua.contains("NUMBER_MIN = -2147483648, NUMBER_MAX = 4294967295"));
+        let names: Vec<_> = exports().into_iter().map(|e| e.0).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "an export listed twice");
+    }
+}

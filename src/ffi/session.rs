@@ -1,0 +1,313 @@
+//! The session object Lua holds: one connection's [`Session`], and the words of its last event.
+
+use std::ffi::c_int;
+use std::ptr;
+
+use super::contract::{kind, Event};
+use super::schema::{schema_of, SchemaHandle};
+use super::{bytes, guard};
+use crate::frame::Limits;
+use crate::message::ReplyEncoder;
+use crate::session::{Chunk, Options, Session, Step, WRITE_MAX};
+
+/// A session as Lua holds it: the session plus the text of its last error.
+#[derive(Debug)]
+pub struct LuaSession {
+    session: Session,
+    note: String,
+}
+
+/// The session behind `s`, or `None` for null.
+///
+/// # Safety
+/// `s` is null or a live session from [`session_new`], not used elsewhere during the borrow.
+unsafe fn live<'a>(s: *mut LuaSession) -> Option<&'a mut LuaSession> {
+    // SAFETY: the caller's promise.
+    unsafe { s.as_mut() }
+}
+
+/// Like [`live`], shared.
+///
+/// # Safety
+/// `s` is null or a live session from [`session_new`].
+unsafe fn seen<'a>(s: *const LuaSession) -> Option<&'a LuaSession> {
+    // SAFETY: the caller's promise.
+    unsafe { s.as_ref() }
+}
+
+/// Points `ev`'s note at `note`.
+fn set_note(ev: &mut Event, note: &str) {
+    ev.note = note.as_ptr();
+    ev.note_len = note.len();
+}
+
+/// A session of `schema` with these limits (`fragment` 0: replies in one frame each); null for a
+/// null schema or on an internal error. Free it with [`session_free`].
+///
+/// # Safety
+/// `schema` is null or a live handle.
+pub unsafe extern "C" fn session_new(schema: *const SchemaHandle, max_payload: u64, max_message: u64, fragment: u64) -> *mut LuaSession {
+    // SAFETY: the caller's promise.
+    let Some(schema) = (unsafe { schema_of(schema) }) else {
+        return ptr::null_mut();
+    };
+    guard(ptr::null_mut(), || {
+        let opts = Options {
+            limits: Limits { max_payload_len: max_payload, max_message_len: max_message },
+            fragment: (fragment > 0).then_some(fragment as usize),
+        };
+        Box::into_raw(Box::new(LuaSession { session: Session::new(schema, opts), note: String::new() }))
+    })
+}
+
+/// Frees a session.
+///
+/// # Safety
+/// `s` is null or a session from [`session_new`] not freed yet; it is not used afterwards.
+pub unsafe extern "C" fn session_free(s: *mut LuaSession) {
+    if !s.is_null() {
+        // SAFETY: made by Box::into_raw in session_new, freed once (by the ffi.gc finalizer).
+        guard((), || drop(unsafe { Box::from_raw(s) }));
+    }
+}
+
+/// The encoder of the session's replies (valid as long as the session); null for null.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_encoder(s: *mut LuaSession) -> *mut ReplyEncoder {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return ptr::null_mut() };
+    guard(ptr::null_mut(), || ls.session.encoder() as *mut ReplyEncoder)
+}
+
+/// Feeds read bytes: 1 when the frame being received still needs more bytes (reading on without a
+/// step is fine), 0 when a step may make progress, -1 on a null session or an internal error.
+///
+/// # Safety
+/// `s` is null or a live session; `data` points to `len` bytes (a Lua string).
+pub unsafe extern "C" fn session_feed(s: *mut LuaSession, data: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return -1 };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let data = unsafe { bytes(data, len) };
+    guard(-1, || c_int::from(ls.session.feed(data) > 0))
+}
+
+/// Serves frames until a command needs its handler or more bytes are needed; fills `ev` and
+/// returns its kind ([`kind`]).
+///
+/// # Safety
+/// `s` is null or a live session; `ev` is null or points to a writable event. What `ev` points
+/// into stays valid until the session's next call.
+pub unsafe extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_int {
+    // SAFETY: the caller's promise, for both.
+    let (Some(ls), Some(ev)) = (unsafe { live(s) }, unsafe { ev.as_mut() }) else { return kind::INTERNAL };
+    guard(kind::INTERNAL, || {
+        let LuaSession { session, note } = ls;
+        let k = match session.step() {
+            Step::NeedMore => kind::NEED_MORE,
+            Step::Command { sequence, command, ops, payload, text } => {
+                ev.sequence = sequence;
+                ev.command = i32::from(command.id);
+                ev.nops = ops.len();
+                ev.ops = ops.as_ptr();
+                ev.payload = payload.as_ptr();
+                ev.text = text.as_ptr();
+                kind::COMMAND
+            }
+            Step::Empty => kind::EMPTY,
+            Step::Undecodable(e) => {
+                note.clear();
+                note.push_str(e);
+                kind::UNDECODABLE
+            }
+            Step::Text(preview) => {
+                note.clear();
+                note.push_str(preview);
+                kind::TEXT
+            }
+            Step::Closed(code) => {
+                ev.code = i32::from(code);
+                kind::CLOSED
+            }
+            Step::Failed(e) => {
+                *note = e.to_string();
+                ev.code = i32::from(e.close_code());
+                kind::FAILED
+            }
+            Step::Ended => kind::ENDED,
+        };
+        set_note(ev, note);
+        ev.kind = k;
+        k
+    })
+}
+
+/// Turns the `cmd_ping` echo on (non-zero) or off.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_echo_ping(s: *mut LuaSession, on: c_int) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.set_echo_ping(on != 0))
+    }
+}
+
+/// 1 when the peer is in the middle of a frame or message, else 0.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_mid_message(s: *const LuaSession) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 0 };
+    guard(0, || c_int::from(ls.session.frames().is_mid_message()))
+}
+
+/// Words for what the decoder waits for (a static string); `*len` its length.
+///
+/// # Safety
+/// `s` is null or a live session; `len` points to a writable `size_t`.
+pub unsafe extern "C" fn session_waiting(s: *const LuaSession, len: *mut usize) -> *const u8 {
+    // SAFETY: the caller's promise, for both.
+    let (Some(ls), Some(len)) = (unsafe { seen(s) }, unsafe { len.as_mut() }) else { return ptr::null() };
+    guard(ptr::null(), || {
+        let what = ls.session.frames().waiting().describe();
+        *len = what.len();
+        what.as_ptr()
+    })
+}
+
+/// The front of the output queue, at most `max` bytes: queued bytes (returned, `*held` = -1), or a
+/// value held by reference (null returned, `*held` = its id, `len[1]` = the bytes of it already
+/// consumed). `len[0]` is the length; 0 when nothing is queued.
+///
+/// # Safety
+/// `s` is null or a live session; `len` points to two writable `size_t`, `held` to an `int64_t`.
+/// The bytes returned stay valid until the session's next call.
+pub unsafe extern "C" fn session_chunk(s: *mut LuaSession, max: usize, len: *mut usize, held: *mut i64) -> *const u8 {
+    // SAFETY: the caller's promise, for all three.
+    let (Some(ls), Some(held)) = (unsafe { live(s) }, unsafe { held.as_mut() }) else { return ptr::null() };
+    if len.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: non-null, and the caller's two size_t.
+    let len = unsafe { std::slice::from_raw_parts_mut(len, 2) };
+    guard(ptr::null(), || {
+        *held = -1;
+        match ls.session.chunk(max) {
+            Some(Chunk::Bytes(b)) => {
+                len[0] = b.len();
+                b.as_ptr()
+            }
+            Some(Chunk::Held { id, offset, len: n }) => {
+                *held = i64::from(id);
+                len[0] = n;
+                len[1] = offset;
+                ptr::null()
+            }
+            None => {
+                len[0] = 0;
+                ptr::null()
+            }
+        }
+    })
+}
+
+/// Drops `n` sent bytes from the front of the output queue.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_consume(s: *mut LuaSession, n: usize) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.consume(n))
+    }
+}
+
+/// Queued output bytes.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_pending(s: *const LuaSession) -> usize {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 0 };
+    guard(0, || ls.session.pending())
+}
+
+/// The size of one write (see `Session::write_size`).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_write_size(s: *const LuaSession) -> usize {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return WRITE_MAX };
+    guard(WRITE_MAX, || ls.session.write_size())
+}
+
+/// How many queued bytes to write before reading more (see `Session::write_due`).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_write_due(s: *const LuaSession) -> usize {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 0 };
+    guard(usize::MAX, || ls.session.write_due())
+}
+
+/// Queued bytes that fill whole writes (see `Session::whole_writes`).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_whole_writes(s: *const LuaSession) -> usize {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 0 };
+    guard(usize::MAX, || ls.session.whole_writes())
+}
+
+/// Queues a close frame with this code and reason, ending the session.
+///
+/// # Safety
+/// `s` is null or a live session; `reason` points to `len` bytes.
+pub unsafe extern "C" fn session_close(s: *mut LuaSession, code: c_int, reason: *const u8, len: usize) {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return };
+    // SAFETY: the caller's Lua string.
+    let reason = String::from_utf8_lossy(unsafe { bytes(reason, len) });
+    guard((), || ls.session.close(code as u16, &reason))
+}
+
+/// Starts the reply to the command handed out last.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_reply_begin(s: *mut LuaSession) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.reply_begin())
+    }
+}
+
+/// Queues the reply built since `session_reply_begin`: 0, or a status whose words
+/// `encode_error` gives.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_reply_finish(s: *mut LuaSession) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return super::contract::status::INTERNAL };
+    guard(super::contract::status::INTERNAL, || super::encoder::status(ls.session.reply_finish()))
+}
+
+/// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
+///
+/// # Safety
+/// `s` is null or a live session; `msg` points to `len` bytes.
+pub unsafe extern "C" fn session_reply_error(s: *mut LuaSession, msg: *const u8, len: usize) {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return };
+    // SAFETY: the caller's Lua string.
+    let msg = unsafe { bytes(msg, len) };
+    guard((), || ls.session.reply_error(msg))
+}

@@ -1,0 +1,358 @@
+//! A connection's output queue: the bytes to send, in order, and how large each write should be.
+//!
+//! Everything a connection sends goes through one [`OutputQueue`]: replies, pushes, pongs and close
+//! frames. The queue is one buffer, `buf[sent..queued]`, with values held by reference spliced in
+//! at their positions ([`Chunk::Held`]): large strings the caller keeps and sends itself, so they
+//! are never copied here. A reply is encoded straight after the queued frames: the queue lends its
+//! buffer, with room left for the frame header, to the encoder ([`OutputQueue::lend`]) and frames
+//! the message where it lies when it comes back ([`OutputQueue::seal`]). Only when the message's
+//! size needs a header of another length does it move, once.
+//!
+//! The write-size policy lives here too ([`OutputQueue::write_size`]): nginx keeps, per connection,
+//! a send buffer as large as the largest write so far, so writes are kept to a steady size.
+
+use std::collections::VecDeque;
+
+use crate::frame::{self, Opcode};
+use crate::message::encode::Taken;
+use crate::message::Ref;
+use crate::pool;
+
+/// Queued output goes out in writes of up to this many bytes (more when one message is larger):
+/// about what the replies to one read of nginx's default 4 KiB socket buffer come to, so a
+/// pipelining connection writes once per read. nginx copies each write into a send buffer that the
+/// connection keeps and that grows with the largest write; one under a page comes from the
+/// request's pool and stays there when outgrown. Writes of a steady size keep that to one buffer
+/// per connection, where unbounded batches kept several, larger than APISIX's one write per reply.
+pub const WRITE_BATCH: usize = 4096 + 128;
+/// Writes carry at most this many queued bytes (and the held values among them): larger frames go
+/// in pieces, so no Lua string the writes are made of reaches LuaJIT's 128 KiB mmap threshold.
+pub const WRITE_MAX: usize = 64 * 1024;
+
+/// The front of the output queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Queued bytes.
+    Bytes(&'a [u8]),
+    /// A value held by reference: send the caller's value `id` from byte `offset` on.
+    Held {
+        /// The caller's name for the value.
+        id: u32,
+        /// Bytes of it already consumed.
+        offset: usize,
+        /// Bytes of it left.
+        len: usize,
+    },
+}
+
+/// A message lent out to be encoded after the queued output.
+#[derive(Clone, Copy, Debug)]
+struct Lent {
+    /// Where its frame header goes (the end of the queued output).
+    at: usize,
+    /// Bytes left for the header; the message starts at `at + room`.
+    room: usize,
+}
+
+/// One connection's output, in the order it goes out.
+#[derive(Debug)]
+pub struct OutputQueue {
+    buf: Vec<u8>,
+    sent: usize,
+    queued: usize,
+    held: VecDeque<Ref>,
+    /// Bytes of the front held value already consumed, and of all held values left.
+    held_sent: usize,
+    held_pending: usize,
+    lent: Option<Lent>,
+    /// A message's payload while it is cut into fragments (the `fragment` option only).
+    scratch: Vec<u8>,
+    /// Split messages into frames of at most this many payload bytes.
+    fragment: Option<usize>,
+    /// The largest message queued so far, frame header included.
+    largest: usize,
+    /// Whether anything was consumed (written) yet.
+    wrote: bool,
+}
+
+impl OutputQueue {
+    /// An empty queue; `fragment` splits messages into frames of at most that many payload bytes.
+    pub fn new(fragment: Option<usize>) -> OutputQueue {
+        OutputQueue {
+            buf: Vec::new(),
+            sent: 0,
+            queued: 0,
+            held: VecDeque::new(),
+            held_sent: 0,
+            held_pending: 0,
+            lent: None,
+            scratch: Vec::new(),
+            fragment,
+            largest: 0,
+            wrote: false,
+        }
+    }
+
+    /// Queued bytes, held values included.
+    pub fn pending(&self) -> usize {
+        self.queued - self.sent + self.held_pending
+    }
+
+    /// Whether anything was written (consumed) yet.
+    pub fn wrote(&self) -> bool {
+        self.wrote
+    }
+
+    /// How many queued bytes one write should carry at most: [`WRITE_BATCH`], or the largest message
+    /// so far if larger (a message goes out whole, as APISIX's one write per reply does), up to
+    /// [`WRITE_MAX`]. Writing as soon as this much is queued keeps writes at a steady size.
+    pub fn write_size(&self) -> usize {
+        WRITE_BATCH.max(self.largest).min(WRITE_MAX)
+    }
+
+    /// The queued bytes that fill whole writes of [`OutputQueue::write_size`] (0 if less is
+    /// queued): what to write while more replies may still join the last, partial one.
+    pub fn whole_writes(&self) -> usize {
+        let pending = self.pending();
+        pending - pending % self.write_size()
+    }
+
+    /// The front of the queue: up to `max` queued bytes before the next held value, or that value.
+    /// `None` when nothing is queued.
+    pub fn chunk(&self, max: usize) -> Option<Chunk<'_>> {
+        match self.held.front() {
+            Some(r) if r.at == self.sent => Some(Chunk::Held { id: r.id, offset: self.held_sent, len: r.len - self.held_sent }),
+            front => {
+                let limit = front.map_or(self.queued, |r| r.at);
+                let end = self.sent + max.min(limit - self.sent);
+                (end > self.sent).then(|| Chunk::Bytes(&self.buf[self.sent..end]))
+            }
+        }
+    }
+
+    /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
+    pub fn consume(&mut self, mut n: usize) {
+        self.wrote |= n > 0;
+        while n > 0 {
+            match self.held.front() {
+                Some(r) if r.at == self.sent => {
+                    let m = n.min(r.len - self.held_sent);
+                    self.held_sent += m;
+                    self.held_pending -= m;
+                    n -= m;
+                    if self.held_sent == r.len {
+                        self.held.pop_front();
+                        self.held_sent = 0;
+                    }
+                }
+                front => {
+                    let limit = front.map_or(self.queued, |r| r.at);
+                    let m = n.min(limit - self.sent);
+                    if m == 0 {
+                        break;
+                    }
+                    self.sent += m;
+                    n -= m;
+                }
+            }
+        }
+        if self.sent == self.queued && self.held.is_empty() && self.lent.is_none() {
+            // All sent: the buffer goes back to the pool until there is more to send.
+            pool::release(&mut self.buf);
+            self.sent = 0;
+            self.queued = 0;
+        }
+    }
+
+    /// Appends frames that `write` encodes (control frames, a close).
+    pub fn push_frames(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        debug_assert!(self.lent.is_none(), "frames queued while a message is lent out");
+        pool::refill(&mut self.buf);
+        write(&mut self.buf);
+        self.queued = self.buf.len();
+    }
+
+    /// Lends the buffer for a message to be encoded after the queued output, behind room for its
+    /// frame header: 4 bytes (payloads up to 65535 bytes) unless `hint`, the expected size, is
+    /// larger, then 10. Give it back with [`OutputQueue::seal`] or [`OutputQueue::restore`].
+    pub fn lend(&mut self, hint: usize) -> Vec<u8> {
+        if self.lent.is_some() {
+            // Lent and never given back (a caller that lost it): what was queued is kept.
+            self.buf.clear();
+        }
+        let room = if hint > 0xffff { 10 } else { 4 };
+        let at = self.queued;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.truncate(at);
+        pool::refill(&mut buf);
+        buf.resize(at + room, 0);
+        self.lent = Some(Lent { at, room });
+        buf
+    }
+
+    /// Takes back a buffer lent by [`OutputQueue::lend`] without queueing the message in it.
+    pub fn restore(&mut self, mut buf: Vec<u8>) {
+        if let Some(l) = self.lent.take() {
+            buf.truncate(l.at);
+            self.buf = buf;
+        }
+    }
+
+    /// Whether a buffer is lent out.
+    pub fn is_lent(&self) -> bool {
+        self.lent.is_some()
+    }
+
+    /// Queues the message encoded in the buffer lent by [`OutputQueue::lend`]: writes its frame
+    /// header into the room left (moving the payload and the positions of held values when the
+    /// header needs another length), or cuts it into fragments (not a message with held values,
+    /// whose bytes are not here to cut). Returns the frame's length, or `None` if nothing was lent.
+    pub fn seal(&mut self, taken: Taken<'_>) -> Option<usize> {
+        let lent = self.lent.take()?;
+        let Taken { mut buf, base, held, refs } = taken;
+        let body = lent.at + lent.room;
+        debug_assert_eq!(base, body);
+        let len = buf.len() - body + held;
+        let size = frame::header_len(len) + len;
+        self.largest = self.largest.max(size);
+        match self.fragment {
+            Some(n) if n > 0 && len > n && held == 0 => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&buf[body..]);
+                buf.truncate(lent.at);
+                frame::encode_message(&mut buf, Opcode::Binary, &self.scratch, Some(n));
+            }
+            _ => {
+                let h = frame::header_len(len);
+                let end = buf.len();
+                if h != lent.room {
+                    if h > lent.room {
+                        buf.resize(end + (h - lent.room), 0);
+                    }
+                    buf.copy_within(body..end, lent.at + h);
+                    buf.truncate(lent.at + h + (end - body));
+                }
+                frame::write_header(&mut buf[lent.at..], true, Opcode::Binary, len);
+                for mut r in refs {
+                    r.at = r.at + h - lent.room;
+                    self.held_pending += r.len;
+                    self.held.push_back(r);
+                }
+            }
+        }
+        self.buf = buf;
+        self.queued = self.buf.len();
+        Some(size)
+    }
+}
+
+/// What the tests of the queue and of the session share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Chunk, OutputQueue};
+
+    /// Drains `q` up to `step` bytes at a time, as a writer would, putting held values
+    /// (`values[id]`) in place; checks that each consume counts down exactly.
+    pub fn drain(q: &mut OutputQueue, values: &[Vec<u8>], step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = q.chunk(step) {
+            let n = match c {
+                Chunk::Bytes(b) => {
+                    out.extend_from_slice(b);
+                    b.len()
+                }
+                Chunk::Held { id, offset, len } => {
+                    let v = &values[id as usize];
+                    assert_eq!(v.len(), offset + len);
+                    let n = len.min(step);
+                    out.extend_from_slice(&v[offset..offset + n]);
+                    n
+                }
+            };
+            let before = q.pending();
+            q.consume(n);
+            assert_eq!(q.pending(), before - n);
+        }
+        assert_eq!(q.pending(), 0);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::drain;
+    use super::*;
+    use crate::message::testing::field_id;
+    use crate::message::ReplyEncoder;
+    use crate::schema::Schema;
+
+    fn pong(q: &mut OutputQueue, e: &mut ReplyEncoder, seq: i64, state: &[u8], held: Option<u32>) {
+        let buf = q.lend(0);
+        e.begin_in(buf, seq);
+        e.open(field_id("PubSubResp", "pong_resp")).unwrap();
+        let id = field_id("PongResp", "state");
+        match held {
+            Some(r) => e.put_bytes_ref(id, r, state.len()).unwrap(),
+            None => e.put_bytes(id, state).unwrap(),
+        }
+        e.close().unwrap();
+        q.seal(e.take().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_message_leaves_the_queue_as_it_was() {
+        let mut q = OutputQueue::new(None);
+        let mut e = ReplyEncoder::new(Schema::builtin());
+        q.push_frames(|b| frame::encode_frame(b, Opcode::Pong, b"p"));
+        let before = q.pending();
+        let buf = q.lend(0);
+        e.begin_in(buf, 1);
+        e.open(field_id("PubSubResp", "pong_resp")).unwrap();
+        q.restore(e.abandon());
+        assert!(!q.is_lent());
+        assert_eq!(q.pending(), before);
+        assert_eq!(drain(&mut q, &[], 100), [0x8a, 1, b'p']);
+    }
+
+    #[test]
+    fn order_and_held_values_survive_any_write_size() {
+        let values = vec![vec![b'h'; 70_000], vec![b'i'; 5000]];
+        for step in [1usize, 7, 4096, WRITE_MAX] {
+            let mut q = OutputQueue::new(None);
+            let mut e = ReplyEncoder::new(Schema::builtin());
+            pong(&mut q, &mut e, 1, b"a", None);
+            pong(&mut q, &mut e, 2, &values[0], Some(0));
+            q.push_frames(|b| frame::encode_frame(b, Opcode::Pong, b"x"));
+            pong(&mut q, &mut e, 3, &values[1], Some(1));
+            let want_len = q.pending();
+            let out = drain(&mut q, &values, step);
+            assert_eq!(out.len(), want_len);
+            assert_eq!(q.pending(), 0);
+            // The frames, in order: three binary replies with a pong between the second and third.
+            let mut pos = 0;
+            let mut ops = Vec::new();
+            while pos < out.len() {
+                let (len, hdr) = match out[pos + 1] {
+                    126 => (u16::from_be_bytes([out[pos + 2], out[pos + 3]]) as usize, 4),
+                    127 => (u64::from_be_bytes(out[pos + 2..pos + 10].try_into().unwrap()) as usize, 10),
+                    n => (n as usize, 2),
+                };
+                ops.push(out[pos] & 0x0f);
+                pos += hdr + len;
+            }
+            assert_eq!(ops, [2, 2, 10, 2], "step {step}");
+        }
+    }
+
+    #[test]
+    fn write_size_follows_the_largest_message() {
+        let mut q = OutputQueue::new(None);
+        let mut e = ReplyEncoder::new(Schema::builtin());
+        assert_eq!(q.write_size(), WRITE_BATCH);
+        pong(&mut q, &mut e, 1, &[b'a'; 6000], None);
+        assert_eq!(q.write_size(), q.pending());
+        assert_eq!(q.whole_writes(), q.pending());
+        pong(&mut q, &mut e, 1, &vec![b'a'; 200_000], None);
+        assert_eq!(q.write_size(), WRITE_MAX);
+    }
+}
