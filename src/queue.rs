@@ -73,6 +73,23 @@ pub struct OutputQueue {
     largest: usize,
     /// Whether anything was consumed (written) yet.
     wrote: bool,
+    /// Bytes ever queued and ever consumed: positions in the whole output, so that a push's end
+    /// stays put while the buffer is reused.
+    total_queued: u64,
+    total_consumed: u64,
+    /// Where each push still (partly) queued ends, in `total_*` positions, oldest first.
+    pushes: VecDeque<u64>,
+}
+
+/// Why a push was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The queued bytes and the push together would pass the connection's limit.
+    #[error("queue full")]
+    QueueFull,
+    /// The connection has ended (or its close frame is queued): nothing may follow.
+    #[error("closed")]
+    Closed,
 }
 
 impl OutputQueue {
@@ -90,7 +107,71 @@ impl OutputQueue {
             fragment,
             largest: 0,
             wrote: false,
+            total_queued: 0,
+            total_consumed: 0,
+            pushes: VecDeque::new(),
         }
+    }
+
+    /// Whether messages are cut into fragments.
+    pub fn fragments(&self) -> bool {
+        self.fragment.is_some_and(|n| n > 0)
+    }
+
+    /// Pushes queued and not yet wholly consumed.
+    pub fn unsent_pushes(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Marks the frames queued last, up to the end of the queue, as a push.
+    fn mark_push(&mut self) {
+        self.pushes.push_back(self.total_queued);
+    }
+
+    /// Queues a message whose `PubSubResp` bytes are `payload`, copied, as a push; cut into
+    /// fragments if the queue fragments. Refused when the queue would then hold more than `limit`.
+    pub fn push_copy(&mut self, payload: &[u8], limit: usize) -> Result<(), PushError> {
+        if self.pending() + frame::header_len(payload.len()) + payload.len() > limit {
+            return Err(PushError::QueueFull);
+        }
+        let fragment = self.fragment;
+        self.largest = self.largest.max(frame::header_len(payload.len()) + payload.len());
+        self.push_frames(|b| frame::encode_message(b, Opcode::Binary, payload, fragment));
+        self.mark_push();
+        Ok(())
+    }
+
+    /// Queues, as a push, a message whose `len` bytes of `PubSubResp` the caller keeps as value
+    /// `id` and sends itself: only its frame header is written here. Refused when the queue would
+    /// then hold more than `limit`. Not for a queue that fragments (use [`OutputQueue::push_copy`]).
+    pub fn push_held(&mut self, id: u32, len: usize, limit: usize) -> Result<(), PushError> {
+        if self.pending() + frame::header_len(len) + len > limit {
+            return Err(PushError::QueueFull);
+        }
+        self.largest = self.largest.max(frame::header_len(len) + len);
+        self.push_frames(|b| frame::encode_header(b, true, Opcode::Binary, len));
+        self.held.push_back(Ref { at: self.queued, id, len });
+        self.held_pending += len;
+        self.total_queued += len as u64;
+        self.mark_push();
+        Ok(())
+    }
+
+    /// Like [`OutputQueue::seal`], for a push: refused (and dropped, the buffer taken back) when
+    /// the queue would then hold more than `limit`.
+    pub fn seal_push(&mut self, taken: Taken<'_>, limit: usize) -> Result<(), PushError> {
+        let Some(lent) = self.lent else { return Err(PushError::Closed) };
+        let len = taken.buf.len() - (lent.at + lent.room) + taken.held;
+        if self.pending() + frame::header_len(len) + len > limit {
+            let mut buf = taken.buf;
+            drop(taken.refs);
+            buf.truncate(lent.at);
+            self.restore(buf);
+            return Err(PushError::QueueFull);
+        }
+        self.seal(taken);
+        self.mark_push();
+        Ok(())
     }
 
     /// Queued bytes, held values included.
@@ -133,6 +214,10 @@ impl OutputQueue {
     /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
     pub fn consume(&mut self, mut n: usize) {
         self.wrote |= n > 0;
+        self.total_consumed += n as u64;
+        while self.pushes.front().is_some_and(|&end| end <= self.total_consumed) {
+            self.pushes.pop_front();
+        }
         while n > 0 {
             match self.held.front() {
                 Some(r) if r.at == self.sent => {
@@ -168,8 +253,10 @@ impl OutputQueue {
     pub fn push_frames(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         debug_assert!(self.lent.is_none(), "frames queued while a message is lent out");
         pool::refill(&mut self.buf);
+        let before = self.buf.len();
         write(&mut self.buf);
         self.queued = self.buf.len();
+        self.total_queued += (self.queued - before) as u64;
     }
 
     /// Lends the buffer for a message to be encoded after the queued output, behind room for its
@@ -240,6 +327,7 @@ impl OutputQueue {
                 }
             }
         }
+        self.total_queued += (buf.len() - lent.at + held) as u64;
         self.buf = buf;
         self.queued = self.buf.len();
         Some(size)
@@ -354,5 +442,85 @@ mod tests {
         assert_eq!(q.whole_writes(), q.pending());
         pong(&mut q, &mut e, 1, &vec![b'a'; 200_000], None);
         assert_eq!(q.write_size(), WRITE_MAX);
+    }
+
+    proptest::proptest! {
+        /// Any mix of replies, copied and held pushes and partial writes: every byte goes out once,
+        /// in the order queued; a push is taken only within the limit, and the count of pushes
+        /// not yet sent is exact.
+        #[test]
+        fn order_limit_and_push_count_hold_for_any_mix(
+            ops in proptest::collection::vec((0u8..4, 1usize..3000, 1usize..5000), 1..40),
+            limit in 100usize..20_000,
+        ) {
+            let mut q = OutputQueue::new(None);
+            let mut e = ReplyEncoder::new(Schema::builtin());
+            let mut values: Vec<Vec<u8>> = Vec::new();
+            let mut expected: Vec<u8> = Vec::new();
+            let mut sent: Vec<u8> = Vec::new();
+            let mut push_ends: Vec<usize> = Vec::new();
+            for (i, &(kind, size, step)) in ops.iter().enumerate() {
+                let state = vec![b'a' + (i % 26) as u8; size];
+                let mut frame = Vec::new();
+                e.begin(i as i64);
+                e.put_pong(&state);
+                let payload = e.finish().unwrap().to_vec();
+                frame::encode_frame(&mut frame, Opcode::Binary, &payload);
+                let before = q.pending();
+                let queued = match kind {
+                    0 => {
+                        // A reply: never refused.
+                        pong(&mut q, &mut e, i as i64, &state, None);
+                        true
+                    }
+                    1 => q.push_copy(&payload, limit).is_ok(),
+                    2 => {
+                        values.push(payload.clone());
+                        q.push_held(values.len() as u32 - 1, payload.len(), limit).is_ok()
+                    }
+                    _ => {
+                        // A write of up to `step` bytes.
+                        let out = drain_some(&mut q, &values, step);
+                        sent.extend_from_slice(&out);
+                        false
+                    }
+                };
+                if kind == 1 || kind == 2 {
+                    proptest::prop_assert_eq!(queued, before + frame.len() <= limit);
+                    if queued {
+                        push_ends.push(expected.len() + frame.len());
+                    }
+                }
+                if queued {
+                    expected.extend_from_slice(&frame);
+                }
+                let unsent = push_ends.iter().filter(|&&end| end > sent.len()).count();
+                proptest::prop_assert_eq!(q.unsent_pushes(), unsent);
+            }
+            sent.extend_from_slice(&drain(&mut q, &values, 777));
+            proptest::prop_assert!(sent == expected);
+            proptest::prop_assert_eq!(q.unsent_pushes(), 0);
+        }
+    }
+
+    /// One write of at most `max` bytes, as the writer makes it.
+    fn drain_some(q: &mut OutputQueue, values: &[Vec<u8>], max: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let n = match q.chunk(max - out.len()) {
+                None => break,
+                Some(Chunk::Bytes(b)) => {
+                    out.extend_from_slice(b);
+                    b.len()
+                }
+                Some(Chunk::Held { id, offset, len }) => {
+                    let n = len.min(max - out.len());
+                    out.extend_from_slice(&values[id as usize][offset..offset + n]);
+                    n
+                }
+            };
+            q.consume(n);
+        }
+        out
     }
 }

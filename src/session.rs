@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
 use crate::message::{op, EncodeError, Op, ReplyEncoder, RequestDecoder};
-use crate::queue::OutputQueue;
+use crate::queue::{OutputQueue, PushError};
 use crate::schema::{Field, Schema};
 
 pub use crate::queue::{Chunk, WRITE_BATCH, WRITE_MAX};
@@ -57,6 +57,20 @@ pub struct Options {
     pub limits: Limits,
     /// Split replies into frames of at most this many payload bytes (`None`: one frame each).
     pub fragment: Option<usize>,
+    /// Refuse a push that would make the queue hold more than this many bytes (`None`: no limit).
+    /// Replies are never refused.
+    pub max_queue_bytes: Option<usize>,
+}
+
+/// Why [`Session::push_finish`] or [`Session::push_message`] queued nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PushFailure {
+    /// The message did not encode.
+    #[error("failed to encode: {0}")]
+    Encode(EncodeError),
+    /// The queue refused it.
+    #[error(transparent)]
+    Queue(#[from] PushError),
 }
 
 /// Pings whose state is shorter than this are answered in Rust when the default handler is in
@@ -114,6 +128,8 @@ pub struct Session {
     hint: usize,
     awaiting_reply: bool,
     ended: bool,
+    /// See [`Options::max_queue_bytes`].
+    max_queue: usize,
     /// The words of the last [`Step::Undecodable`] or [`Step::Text`].
     note: String,
 }
@@ -132,6 +148,7 @@ impl Session {
             hint: 0,
             awaiting_reply: false,
             ended: false,
+            max_queue: opts.max_queue_bytes.unwrap_or(usize::MAX),
             note: String::new(),
         }
     }
@@ -325,6 +342,66 @@ impl Session {
         }
     }
 
+    /// Starts a push with this sequence; fill it through [`Session::encoder`], then call
+    /// [`Session::push_finish`]. Nothing is queued until then.
+    pub fn push_begin(&mut self, sequence: i64) {
+        if self.out.is_lent() {
+            self.out.restore(self.encoder.abandon());
+        }
+        self.encoder.begin_in(self.out.lend(0), sequence);
+    }
+
+    /// Queues the push built since [`Session::push_begin`] after everything queued so far, or
+    /// drops it: when it does not encode, when the queue limit refuses it, or when the session has
+    /// ended. A refused push leaves the queue as it was.
+    pub fn push_finish(&mut self) -> Result<(), PushFailure> {
+        if !self.out.is_lent() {
+            return Err(PushFailure::Encode(EncodeError::Unbalanced));
+        }
+        if self.ended {
+            self.out.restore(self.encoder.abandon());
+            return Err(PushError::Closed.into());
+        }
+        let out = &mut self.out;
+        let limit = self.max_queue;
+        let sealed = self.encoder.take().map(|taken| out.seal_push(taken, limit));
+        match sealed {
+            Ok(queued) => Ok(queued?),
+            Err(e) => {
+                self.out.restore(self.encoder.abandon());
+                Err(PushFailure::Encode(e))
+            }
+        }
+    }
+
+    /// Queues a push whose encoded `PubSubResp` is `payload`, encoded once for many connections:
+    /// by reference, as value `held` of the caller, when given and the session does not fragment,
+    /// else copied.
+    pub fn push_message(&mut self, payload: &[u8], held: Option<u32>) -> Result<(), PushError> {
+        if self.ended {
+            return Err(PushError::Closed);
+        }
+        if self.out.is_lent() {
+            self.out.restore(self.encoder.abandon());
+        }
+        match held {
+            Some(id) if !self.out.fragments() => self.out.push_held(id, payload.len(), self.max_queue),
+            _ => self.out.push_copy(payload, self.max_queue),
+        }
+    }
+
+    /// Drops a reply or push begun and not finished.
+    pub fn abandon(&mut self) {
+        if self.out.is_lent() {
+            self.out.restore(self.encoder.abandon());
+        }
+    }
+
+    /// Pushes queued and not yet wholly sent.
+    pub fn unsent_pushes(&self) -> usize {
+        self.out.unsent_pushes()
+    }
+
     /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the
     /// session has ended already: one close frame per connection.
     pub fn close(&mut self, code: u16, reason: &str) {
@@ -502,7 +579,7 @@ mod tests {
 
     #[test]
     fn peek_gives_at_most_max_bytes_across_frames() {
-        let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
+        let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), ..Options::default() });
         for (seq, len) in [(1, 10usize), (2, 300), (3, 70_000)] {
             s.feed(&ping_req(seq, &vec![b'q'; len]));
         }
@@ -525,7 +602,7 @@ mod tests {
         // Request sizes pick the header room (4 or 10 bytes); reply sizes need 2, 4 or 10.
         for req_len in [0usize, 100, 70_000] {
             for state_len in [0usize, 1, 119, 120, 121, 122, 125, 126, 65_520, 65_530, 65_531, 65_535, 65_536, 70_000] {
-                let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
+                let mut s = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), ..Options::default() });
                 s.feed(&ping_req(9, &vec![b'q'; req_len]));
                 s.feed(&client_frame(true, 9, b"ping", M));
                 assert!(matches!(s.step(), Step::Command { .. }));
@@ -553,7 +630,7 @@ mod tests {
 
     #[test]
     fn values_held_by_reference_are_sent_in_place() {
-        let big = Options { limits: Limits::up_to(1 << 20), fragment: None };
+        let big = Options { limits: Limits::up_to(1 << 20), ..Options::default() };
         let known = *Schema::builtin().known();
         let (pong, state) = (u32::from(known.pong), u32::from(known.pong_state));
         for req_len in [0usize, 70_000] {
@@ -649,7 +726,7 @@ mod tests {
         s.feed(&ping_req(6, &[b'm'; ECHO_BELOW]));
         assert!(matches!(s.step(), Step::Command { sequence: 6, .. }), "a mid-sized state goes to Lua");
         s.reply_error(b"");
-        let mut big = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
+        let mut big = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), ..Options::default() });
         big.set_echo_ping(true);
         big.feed(&ping_req(7, &vec![b'b'; ECHO_FROM]));
         assert!(matches!(big.step(), Step::NeedMore), "a large state is answered here");
@@ -662,7 +739,7 @@ mod tests {
     #[test]
     fn writes_are_sized_by_the_batch_or_the_largest_reply() {
         let limits = Limits::up_to(1 << 20);
-        let mut s = Session::new(Schema::builtin(), Options { limits, fragment: None });
+        let mut s = Session::new(Schema::builtin(), Options { limits, ..Options::default() });
         s.set_echo_ping(true);
         assert_eq!(s.write_size(), WRITE_BATCH);
         s.feed(&ping_req(1, &[b'a'; 100]));
@@ -713,7 +790,7 @@ mod tests {
         assert!(matches!(t.step(), Step::NeedMore));
         assert_eq!(t.write_due(), t.pending());
         // And so does one whose partial frame is large: its rest may be slow to come.
-        let mut u = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), fragment: None });
+        let mut u = Session::new(Schema::builtin(), Options { limits: Limits::up_to(1 << 20), ..Options::default() });
         u.set_echo_ping(true);
         let big = ping_req(2, &vec![b'q'; 100_000]);
         let mut two = frame.clone();
@@ -773,5 +850,102 @@ mod tests {
         assert!(out.len() > 2);
         assert_eq!(out[0].0, 2);
         assert!(out[1..].iter().all(|f| f.0 == 0));
+    }
+
+    fn pong_of(frame: &(u8, Vec<u8>)) -> (i64, Vec<u8>) {
+        let r = proto::PubSubResp::decode(&frame.1[..]).unwrap();
+        match r.resp {
+            Some(proto::pub_sub_resp::Resp::PongResp(p)) => (r.sequence, p.state),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn push_pong(s: &mut Session, seq: i64, state: &[u8]) -> Result<(), PushFailure> {
+        s.push_begin(seq);
+        s.encoder().put_pong(state);
+        s.push_finish()
+    }
+
+    #[test]
+    fn pushes_go_out_in_the_order_they_and_replies_were_queued() {
+        let mut s = Session::new(Schema::builtin(), Options::default());
+        s.feed(&ping_req(1, b"a"));
+        s.feed(&ping_req(2, b"b"));
+        push_pong(&mut s, -1, b"before any step").unwrap();
+        assert!(matches!(s.step(), Step::Command { sequence: 1, .. }));
+        push_pong(&mut s, -2, b"during the handler").unwrap();
+        pong_state(&mut s, b"a");
+        assert!(matches!(s.step(), Step::Command { sequence: 2, .. }));
+        pong_state(&mut s, b"b");
+        push_pong(&mut s, -3, b"after").unwrap();
+        assert_eq!(s.unsent_pushes(), 3);
+        let got: Vec<i64> = drain(&mut s).iter().map(|f| pong_of(f).0).collect();
+        assert_eq!(got, [-1, -2, 1, 2, -3]);
+        assert_eq!(s.unsent_pushes(), 0);
+    }
+
+    #[test]
+    fn the_queue_limit_refuses_pushes_never_replies() {
+        let limit = 300;
+        let mut s = Session::new(Schema::builtin(), Options { max_queue_bytes: Some(limit), ..Options::default() });
+        let mut accepted = 0;
+        while push_pong(&mut s, 5, &[b'x'; 50]).is_ok() {
+            accepted += 1;
+        }
+        assert_eq!(push_pong(&mut s, 5, &[b'x'; 50]), Err(PushFailure::Queue(PushError::QueueFull)));
+        assert!(s.pending() <= limit && s.pending() + 56 > limit, "{} of {limit} queued", s.pending());
+        assert_eq!(s.pending() % accepted, 0, "every push is one frame of the same size");
+        // A push larger than the limit can never be queued; a refused push leaves the queue as it was.
+        let before = s.pending();
+        assert_eq!(push_pong(&mut s, 6, &[b'y'; 400]), Err(PushFailure::Queue(PushError::QueueFull)));
+        assert_eq!(s.pending(), before);
+        // Replies go past the limit.
+        s.feed(&ping_req(1, &[b'r'; 500]));
+        assert!(matches!(s.step(), Step::Command { .. }));
+        pong_state(&mut s, &[b'r'; 500]);
+        assert!(s.pending() > limit);
+        let frames = drain(&mut s);
+        assert_eq!(frames.len(), accepted + 1);
+        // Drained, the queue takes pushes again; once closed, it takes none.
+        push_pong(&mut s, 7, b"again").unwrap();
+        s.close(1000, "");
+        assert_eq!(push_pong(&mut s, 8, b"late"), Err(PushFailure::Queue(PushError::Closed)));
+        assert_eq!(s.push_message(b"\x08\x01", None), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_message_encoded_once_is_held_by_reference_or_copied_to_fragment() {
+        let mut e = ReplyEncoder::new(Schema::builtin());
+        e.begin(9);
+        e.put_pong(&[b'm'; 1000]);
+        let payload = e.finish().unwrap().to_vec();
+        let values = vec![payload.clone()];
+        let mut held = Session::new(Schema::builtin(), Options::default());
+        held.push_message(&payload, Some(0)).unwrap();
+        assert!(matches!(held.chunk(usize::MAX), Some(Chunk::Bytes(b)) if b.len() == 4), "only the header is queued");
+        let out = frames(&drain_held(&mut held, &values, 333));
+        assert_eq!(out, [(2, payload.clone())]);
+        let mut cut = Session::new(Schema::builtin(), Options { fragment: Some(300), ..Options::default() });
+        cut.push_message(&payload, Some(0)).unwrap();
+        let out = frames(&drain_held(&mut cut, &[], 1 << 20));
+        assert_eq!(out.len(), 4);
+        assert_eq!(out.iter().flat_map(|f| f.1.clone()).collect::<Vec<u8>>(), payload);
+        let mut small = Session::new(Schema::builtin(), Options { max_queue_bytes: Some(500), ..Options::default() });
+        assert_eq!(small.push_message(&payload, Some(0)), Err(PushError::QueueFull));
+        assert_eq!(small.pending(), 0);
+    }
+
+    #[test]
+    fn a_push_that_does_not_encode_queues_nothing() {
+        let mut s = Session::new(Schema::builtin(), Options::default());
+        s.push_begin(1);
+        s.encoder().open(u32::from(Schema::builtin().known().pong)).unwrap();
+        assert_eq!(s.push_finish(), Err(PushFailure::Encode(EncodeError::Unbalanced)));
+        assert_eq!(s.pending(), 0);
+        s.push_begin(2);
+        s.abandon();
+        assert_eq!(s.pending(), 0);
+        push_pong(&mut s, 3, b"fine").unwrap();
+        assert_eq!(drain(&mut s).len(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! The frame decoder and the session on arbitrary bytes, fed in arbitrary chunks: no panic,
 //! chunking never changes what comes out, a feed that says more bytes are needed is right, and
-//! replies with values held by reference drain to exactly their length.
+//! replies with values held by reference, and pushes interleaved with the input (encoded, copied
+//! or held, some refused by a small queue limit), drain to exactly their length.
 #![no_main]
 
 use apisix_pubsub_rs::frame::{Decoder, Event, Limits, Poll};
@@ -42,10 +43,30 @@ fuzz_target!(|input: &[u8]| {
     let Some((&chunk, data)) = input.split_first() else { return };
     assert_eq!(run(data, usize::from(chunk)), run(data, data.len()));
     let known = *apisix_pubsub_rs::schema::Schema::builtin().known();
-    let mut s = Session::new(apisix_pubsub_rs::schema::Schema::builtin(), Options::default());
+    let mut s = Session::new(
+        apisix_pubsub_rs::schema::Schema::builtin(),
+        Options { max_queue_bytes: Some(1 << 16), ..Options::default() },
+    );
     let mut held = 0u32;
     for piece in data.chunks(usize::from(chunk).max(1)) {
         s.feed(piece);
+        // A push beside the input, as another light thread of the worker would send it.
+        match piece[0] % 4 {
+            0 => {
+                s.push_begin(i64::from(piece[0]));
+                s.encoder().put_pong(piece);
+                let _ = s.push_finish();
+            }
+            1 => {
+                let _ = s.push_message(piece, None);
+            }
+            2 => {
+                if s.push_message(&piece.repeat(64), Some(held)).is_ok() {
+                    held += 1;
+                }
+            }
+            _ => {}
+        }
         loop {
             match s.step() {
                 Step::NeedMore | Step::Ended => break,

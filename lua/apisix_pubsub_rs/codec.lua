@@ -105,6 +105,13 @@ function _M.build_params(schema, ev, msg_index)
     return t
 end
 
+--- The words of the last encoding failure Rust reported.
+function _M.last_error()
+    local len = SIZE_T_BOX()
+    local words = C.encode_error(len)
+    return words ~= nil and ffi_string(words, len[0]) or "internal error"
+end
+
 local function field_error(f, what)
     return "field '" .. f.name .. "' of " .. f.owner.name .. " " .. what
 end

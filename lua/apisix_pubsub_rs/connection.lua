@@ -1,7 +1,8 @@
--- One pubsub connection: the API of APISIX's core.pubsub (new / on / wait) and the loop that
--- serves it. The loop reads what the socket gives, lets the Rust session (src/session.rs) turn it
--- into commands, calls the handlers and has the replies written (lua/apisix_pubsub_rs/writer.lua).
--- Everything that may yield (the handshake, reads, writes, handlers) happens here, in Lua.
+-- One pubsub connection: the API of APISIX's core.pubsub (new / on / wait), server push (send,
+-- message) and the loop that serves it. The loop (the reader) reads what the socket gives, lets
+-- the Rust session (src/session.rs) turn it into commands, calls the handlers and queues their
+-- replies; the connection's writer thread (lua/apisix_pubsub_rs/writer.lua) sends everything
+-- queued. Everything that may yield (the handshake, reads, writes, handlers) happens in Lua.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")
@@ -20,6 +21,7 @@ local worker_exiting = ngx and ngx.worker.exiting
 local ffi_string = ffi.string
 local ffi_gc = ffi.gc
 local ffi_istype = ffi.istype
+local semaphore = ngx and require("ngx.semaphore")
 local type = type
 local pcall = pcall
 local error = error
@@ -29,10 +31,13 @@ local setmetatable = setmetatable
 
 local K_NEED_MORE, K_COMMAND, K_EMPTY, K_UNDECODABLE = KIND.NEED_MORE, KIND.COMMAND, KIND.EMPTY, KIND.UNDECODABLE
 local K_TEXT, K_CLOSED, K_FAILED, K_ENDED = KIND.TEXT, KIND.CLOSED, KIND.FAILED, KIND.ENDED
+local PUSH = native.push
+local INFO = ngx and ngx.INFO
+local getmetatable = getmetatable
 
 local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
 local build_params, encode_reply, release_held = codec.build_params, codec.encode_reply, codec.release_held
-local flush = writer.flush
+local hold, to_int64 = codec.hold, codec.to_int64
 
 local schema = schemas.builtin()
 local FIELDS = schema.fields
@@ -57,6 +62,9 @@ local function positive_integer(opts, name)
     end
     return v
 end
+
+-- The default of opts.max_queue_bytes: 1 MiB of queued output per connection.
+local MAX_QUEUE_DEFAULT = 1024 * 1024
 
 local function default_ping(params)
     return { pong_resp = { state = params.state } }
@@ -99,6 +107,15 @@ function _M.new(opts)
     if err then
         return nil, err
     end
+    local max_queue
+    max_queue, err = positive_integer(opts, "max_queue_bytes")
+    if err then
+        return nil, err
+    end
+    local on_full = opts.on_full
+    if on_full ~= nil and on_full ~= "error" and on_full ~= "close" then
+        return nil, "bad option on_full: \"error\" or \"close\" expected, got " .. tostring(on_full)
+    end
 
     local sock
     sock, err = require("apisix_pubsub_rs.handshake").accept()
@@ -109,7 +126,8 @@ function _M.new(opts)
         sock:settimeout(timeout)
     end
 
-    local sess = C.session_new(schema.handle, max_payload, max_message, fragment or 0)
+    local sess = C.session_new(schema.handle, max_payload, max_message, fragment or 0,
+                               max_queue or MAX_QUEUE_DEFAULT)
     if sess == nil then
         return nil, "failed to create a session"
     end
@@ -117,10 +135,10 @@ function _M.new(opts)
     -- Until on() registers a handler of its own, cmd_ping gets the default handler's pong
     -- ({pong_resp = {state = params.state}}) straight from Rust, without a parameter table.
     C.session_echo_ping(sess, 1)
-    -- An instance lives as long as its connection, so it stays small: four fields (one hash
-    -- part of four slots). The handler table is the shared default until on() copies it; `held`
-    -- is made by codec.hold when a reply first holds a value, and is false when replies are cut
-    -- into fragments (which copy every value).
+    -- An instance lives as long as its connection, so it stays small. The handler table is the
+    -- shared default until on() copies it; `held` is made by codec.hold when a reply first holds
+    -- a value, and is false when replies are cut into fragments (which copy every value); `io`
+    -- is what the reader, the writer and the pushers share.
     local held
     if fragment then
         held = false
@@ -130,6 +148,13 @@ function _M.new(opts)
         sess = sess,
         cmd_handler = DEFAULT_HANDLERS,
         held = held,
+        io = {
+            wake = semaphore.new(),     -- the writer waits on it for output
+            drained = semaphore.new(),  -- the reader waits on it for the writer
+            close_on_full = on_full == "close",
+            ended = false,              -- send() returns "closed" from then on
+            reason = nil,               -- what wait() returns when a push ended the connection
+        },
     }, mt)
 end
 
@@ -159,6 +184,112 @@ function _M.on(self, command, handler)
     if command == "cmd_ping" and ffi_istype(SESSION_T, self.sess) then
         C.session_echo_ping(self.sess, handler == default_ping and 1 or 0)
     end
+end
+
+-- What pubsub.message returns: an encoded PubSubResp to send to many connections.
+local message_mt = { __index = {}, __metatable = "apisix_pubsub_rs.message" }
+
+--- Encodes a reply once, for sending to many connections with `instance:send(msg)`: each
+-- connection queues the same bytes, none copies them (unless it fragments its messages).
+-- @tparam table reply a reply table, as a handler returns
+-- @param[opt] sequence as for `send` (default 0)
+-- @return message | nil, err ("failed to encode ...")
+function _M.message(reply, sequence)
+    if type(reply) ~= "table" then
+        error("bad reply: a table expected, got " .. type(reply), 2)
+    end
+    local seq = to_int64(sequence)
+    if seq == nil then
+        error("bad sequence: an integer, a decimal or \"#\" string or int64 cdata expected, got "
+            .. type(sequence), 2)
+    end
+    local bytes, err = codec.encode_resp(seq, reply)
+    if not bytes then
+        return nil, "failed to encode the message: " .. err
+    end
+    return setmetatable({ bytes = bytes }, message_mt)
+end
+
+-- The words of a refused push, and, for a full queue with on_full = "close", the end of the
+-- connection.
+local function refused(self, rc)
+    if rc == PUSH.QUEUE_FULL then
+        local io = self.io
+        if io.close_on_full and not io.ended then
+            io.ended = true
+            io.reason = "queue full"
+            ngx_log(WARN, "pubsub connection closed: its push queue is full")
+            C.session_close(self.sess, 1008, "queue full", 10)
+            writer.wake(self)
+        end
+        return nil, "queue full"
+    elseif rc == PUSH.CLOSED then
+        self.io.ended = true
+        return nil, "closed"
+    end
+    return nil, "failed to push: internal error"
+end
+
+--- Queues a reply pushed to the client: it goes out after everything queued before this call
+-- and before everything queued after it. Never blocks; callable from any Lua context of the
+-- worker that holds the instance (a handler, a light thread, a timer, another request).
+-- @param reply a reply table, as a handler returns, or a message of `pubsub.message`
+-- @param[opt] sequence the push's sequence (default 0), as for `encode_resp`; not with a message
+-- @return true | nil, err ("closed", "queue full", "failed to encode ...")
+function _M.send(self, reply, sequence)
+    if type(self) ~= "table" or not self.io then
+        error("bad self: call it as pubsub:send(reply [, sequence])", 2)
+    end
+    local is_message = getmetatable(reply) == "apisix_pubsub_rs.message"
+    if not is_message and type(reply) ~= "table" then
+        error("bad reply: a table or a message expected, got " .. type(reply), 2)
+    end
+    local seq = to_int64(sequence)
+    if seq == nil or (is_message and sequence ~= nil) then
+        error("bad sequence: " .. (is_message and "a message carries its own" or
+            "an integer, a decimal or \"#\" string or int64 cdata expected, got " .. type(sequence)), 2)
+    end
+    local io, sess = self.io, self.sess
+    if io.ended then
+        return nil, "closed"
+    end
+    local held = self.held
+    local rc
+    if is_message then
+        local bytes = reply.bytes
+        local id = -1
+        if held ~= false then
+            id = hold(self, bytes)
+        end
+        rc = C.session_push_message(sess, bytes, #bytes, id)
+        if rc ~= PUSH.OK and id > 0 then
+            release_held(self.held, id)
+        end
+    else
+        local held_before = held and held.n or 0
+        C.session_push_begin(sess, seq)
+        local err = encode_reply(schema, C.session_encoder(sess), reply, held ~= false and self or nil)
+        if err then
+            C.session_abandon(sess)
+            rc = PUSH.FAILED
+        else
+            rc = C.session_push_finish(sess)
+        end
+        if rc ~= PUSH.OK then
+            held = self.held
+            for id = held_before + 1, held and held.n or 0 do
+                release_held(held, id)
+            end
+            if rc == PUSH.FAILED then
+                return nil, "failed to encode the push: " .. (err or codec.last_error())
+            end
+        end
+    end
+    if rc ~= PUSH.OK then
+        return refused(self, rc)
+    end
+    writer.wake(self)
+    return true
 end
 
 -- Scratch space shared by every connection of the worker. Safe because each use is over before
@@ -220,10 +351,27 @@ local function fatal(reason)
     return reason
 end
 
+-- Ends the connection: no push is taken from now on, the writer sends what is queued (where the
+-- socket still takes it) and stops; pushes that could not be sent are counted in the log.
+local function finish(self, result)
+    local io = self.io
+    io.ended = true
+    writer.stop(self)
+    local dropped = tonumber(C.session_unsent_pushes(self.sess))
+    if dropped > 0 then
+        ngx_log(INFO, "pubsub connection ended with ", dropped, " pushes not sent")
+    end
+    return result or io.reason
+end
+
 --- Serves the connection until it ends.
 -- @return nothing on a clean end, or the error string of a fatal one
 function _M.wait(self)
-    local sess, ev, sock = self.sess, event, self.sock
+    if type(self) ~= "table" or not self.io then
+        error("bad self: call it as pubsub:wait()", 2)
+    end
+    local sess, ev, sock, io = self.sess, event, self.sock, self.io
+    writer.start(self)
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.
         while true do
@@ -232,13 +380,9 @@ function _M.wait(self)
                 break
             elseif k == K_COMMAND then
                 serve_command(self, ev)
-                -- Whole writes only: more replies may follow before the next read.
-                local whole = C.session_whole_writes(sess)
-                if whole > 0 then
-                    local ok, err = flush(self, tonumber(whole))
-                    if not ok then
-                        return "failed to send: " .. err
-                    end
+                -- A write's worth is queued: the writer may start on it while handlers run.
+                if C.session_whole_writes(sess) > 0 then
+                    writer.wake(self)
                 end
             elseif k == K_EMPTY then
                 ngx_log(WARN, "pubsub server receives empty command")
@@ -249,33 +393,33 @@ function _M.wait(self)
                     ffi_string(ev.note, ev.note_len))
             elseif k == K_CLOSED or k == K_ENDED then
                 -- The closing handshake: a failed echo is no error.
-                flush(self)
-                return
+                return finish(self)
             elseif k == K_FAILED then
                 local reason = ffi_string(ev.note, ev.note_len)
-                flush(self)
-                return fatal(reason)
+                return finish(self, fatal(reason))
             else
                 C.session_close(sess, 1011, "", 0)
-                flush(self)
-                return fatal("internal error in the pubsub session")
+                return finish(self, fatal("internal error in the pubsub session"))
             end
         end
 
-        local ok, err = flush(self, tonumber(C.session_write_due(sess)))
-        if not ok then
-            -- The peer went away while we wrote: nothing to report at error level.
-            return "failed to send: " .. err
+        -- What is due is written before the next read: a client that does not read stalls its
+        -- own reads, not the worker's memory.
+        if C.session_write_due(sess) > 0 or io.failed then
+            local ok, err = writer.drain(self)
+            if not ok then
+                -- The peer went away while we wrote: nothing to report at error level.
+                return finish(self, "failed to send: " .. err)
+            end
         end
         if worker_exiting() then
             C.session_close(sess, 1001, "", 0)
-            flush(self)
-            return
+            return finish(self)
         end
 
         -- Read on while the frame being received cannot be complete yet: a frame larger than
         -- nginx's socket buffer (lua_socket_buffer_size, 4 KiB by default) comes in many pieces.
-        local data
+        local data, err
         repeat
             data, err = sock:receiveany(READ_MAX)
         until not data or C.session_feed(sess, data, #data) ~= 1
@@ -283,12 +427,15 @@ function _M.wait(self)
             if C.session_mid_message(sess) ~= 0 then
                 -- A stalled peer holds buffers: end it.
                 C.session_close(sess, 1008, "timeout", 7)
-                flush(self)
-                return "timeout in the middle of a frame"
+                return finish(self, "timeout in the middle of a frame")
             end
         elseif not data then
+            if io.reason then
+                -- A push closed the connection and the peer went: the reason is the push's.
+                return finish(self)
+            end
             local what = C.session_waiting(sess, waiting_len)
-            return fatal("failed to receive " .. ffi_string(what, waiting_len[0]) .. ": " .. err)
+            return finish(self, fatal("failed to receive " .. ffi_string(what, waiting_len[0]) .. ": " .. err))
         end
     end
 end

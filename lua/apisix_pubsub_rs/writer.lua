@@ -1,5 +1,14 @@
--- Writes a connection's output queue to its socket: queued bytes and the values held by
--- reference among them, in writes of the size the queue decides (src/queue.rs).
+-- The one writer of a connection: a light thread that sends the connection's output queue
+-- (src/queue.rs) to its socket, queued bytes and the values held by reference among them, in
+-- writes of the size the queue decides.
+--
+-- Why a thread of its own: a push must go out while the connection's reader is blocked reading
+-- (an idle client), and ngx_lua's cosockets are full duplex, so one light thread may write while
+-- another reads the same socket (two writers, or two readers, would get "socket busy"). Every
+-- byte a connection sends (replies, pushes, pongs, close frames) is queued in order and written
+-- here; the reader (connection.lua) never writes. It wakes the writer through `io.wake` and,
+-- before reading on, waits on `io.drained` until what it queued is written, so a client that
+-- does not read stalls its own reads, as one writer in the reader's thread did.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")
@@ -8,6 +17,7 @@ local codec = require("apisix_pubsub_rs.codec")
 local C = native.C
 local ffi_string = ffi.string
 local tonumber = tonumber
+local ngx = ngx
 local release_held = codec.release_held
 
 local _M = {}
@@ -78,6 +88,81 @@ function _M.flush(conn, due)
         end
     end
     return true
+end
+
+-- How long the writer sleeps at most without being woken (it then checks again).
+local IDLE_WAIT = 60
+
+--- The writer thread's body: writes whatever is queued whenever woken, until `io.stop` is set and
+-- nothing is left, or a write fails (`io.failed` then holds the socket's error).
+function _M.run(conn)
+    local io, sess = conn.io, conn.sess
+    while true do
+        if C.session_pending(sess) > 0 then
+            local ok, err = _M.flush(conn)
+            if not ok then
+                io.failed = err
+                break
+            end
+        end
+        if io.reader_waiting then
+            io.reader_waiting = false
+            io.drained:post(1)
+        end
+        if C.session_pending(sess) == 0 then
+            if io.stop then
+                break
+            end
+            io.wake:wait(IDLE_WAIT)
+        end
+    end
+    if io.reader_waiting then
+        io.reader_waiting = false
+        io.drained:post(1)
+    end
+end
+
+--- Wakes the writer of `conn` (from any Lua context of the worker).
+function _M.wake(conn)
+    conn.io.wake:post(1)
+end
+
+--- Has the writer write everything queued, and waits until it has: the reader's hand-off before
+-- it reads on. Returns true, or nil and the socket's error.
+function _M.drain(conn)
+    local io = conn.io
+    if io.failed then
+        return nil, io.failed
+    end
+    if not io.thread then
+        -- No writer yet (the loop has not started): nothing to wait for.
+        return true
+    end
+    io.reader_waiting = true
+    io.wake:post(1)
+    while io.reader_waiting and not io.failed do
+        io.drained:wait(IDLE_WAIT)
+    end
+    if io.failed then
+        return nil, io.failed
+    end
+    return true
+end
+
+--- Starts the writer thread of `conn`.
+function _M.start(conn)
+    conn.io.thread = ngx.thread.spawn(_M.run, conn)
+end
+
+--- Stops the writer after it has written everything queued (or failed), and waits for it.
+function _M.stop(conn)
+    local io = conn.io
+    io.stop = true
+    if io.thread then
+        io.wake:post(1)
+        ngx.thread.wait(io.thread)
+        io.thread = nil
+    end
 end
 
 return _M

@@ -208,11 +208,27 @@ c_consts! {
     }
 }
 
+c_consts! {
+    /// What the push calls return.
+    pub mod push_status: i32 {
+        /// Queued.
+        OK = 0,
+        /// It did not encode: `encode_error` has the words.
+        FAILED = 1,
+        /// The queue limit refused it.
+        QUEUE_FULL = 2,
+        /// The connection has ended.
+        CLOSED = 3,
+        /// A panic was caught.
+        INTERNAL = -1,
+    }
+}
+
 exports! {
     schema::schema_builtin() -> [*const SchemaHandle];
     schema::schema_free([*const SchemaHandle]) -> [()];
     schema::schema_lua([*const SchemaHandle], [*mut usize]) -> [*const u8];
-    session::session_new([*const SchemaHandle], [u64], [u64], [u64]) -> [*mut LuaSession];
+    session::session_new([*const SchemaHandle], [u64], [u64], [u64], [u64]) -> [*mut LuaSession];
     session::session_free([*mut LuaSession]) -> [()];
     session::session_encoder([*mut LuaSession]) -> [*mut ReplyEncoder];
     session::session_feed([*mut LuaSession], [*const u8], [usize]) -> [c_int];
@@ -230,6 +246,12 @@ exports! {
     session::session_reply_begin([*mut LuaSession]) -> [()];
     session::session_reply_finish([*mut LuaSession]) -> [c_int];
     session::session_reply_error([*mut LuaSession], [*const u8], [usize]) -> [()];
+    session::session_push_begin([*mut LuaSession], [i64]) -> [()];
+    session::session_push_finish([*mut LuaSession]) -> [c_int];
+    session::session_push_message([*mut LuaSession], [*const u8], [usize], [i64]) -> [c_int];
+    session::session_unsent_pushes([*const LuaSession]) -> [usize];
+    session::session_ended([*const LuaSession]) -> [c_int];
+    session::session_abandon([*mut LuaSession]) -> [()];
     encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
     encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
     encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];
@@ -277,6 +299,7 @@ pub fn lua_source() -> String {
     table(&mut s, "op", op_code::all());
     table(&mut s, "int64", int64_rule::all());
     table(&mut s, "status", status::all());
+    table(&mut s, "push", push_status::all());
     s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
     for (cname, size, offsets) in [
         (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
@@ -290,7 +313,7 @@ pub fn lua_source() -> String {
             );
         }
     }
-    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
     s
 }
 
@@ -314,7 +337,7 @@ mod tests {
     fn the_lua_module_declares_every_export_and_constant() {
         let lua = lua_source();
         assert!(lua.contains("typedef struct apisix_pubsub_rs_event {\n    int32_t kind;\n    int32_t command;"), "{lua}");
-        assert!(lua.contains("C.session_new = ffi.cast(\"apisix_pubsub_rs_session * (*)(const apisix_pubsub_rs_schema *, uint64_t, uint64_t, uint64_t)\", pointers.session_new)"));
+        assert!(lua.contains("C.session_new = ffi.cast(\"apisix_pubsub_rs_session * (*)(const apisix_pubsub_rs_schema *, uint64_t, uint64_t, uint64_t, uint64_t)\", pointers.session_new)"));
         assert!(lua.contains("C.schema_builtin = ffi.cast(\"const apisix_pubsub_rs_schema * (*)(void)\""));
         assert!(lua.contains("local kind = { NEED_MORE = 0, COMMAND = 1"));
         assert!(lua.contains("REPEATED = 16"));

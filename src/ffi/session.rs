@@ -8,7 +8,9 @@ use super::schema::{schema_of, SchemaHandle};
 use super::{bytes, guard};
 use crate::frame::Limits;
 use crate::message::ReplyEncoder;
-use crate::session::{Chunk, Options, Session, Step, WRITE_MAX};
+use crate::queue::PushError;
+use crate::session::{Chunk, Options, PushFailure, Session, Step, WRITE_MAX};
+use super::contract::push_status;
 
 /// A session as Lua holds it: the session plus the text of its last error.
 #[derive(Debug)]
@@ -41,12 +43,18 @@ fn set_note(ev: &mut Event, note: &str) {
     ev.note_len = note.len();
 }
 
-/// A session of `schema` with these limits (`fragment` 0: replies in one frame each); null for a
-/// null schema or on an internal error. Free it with [`session_free`].
+/// A session of `schema` with these limits (`fragment` 0: replies in one frame each; `max_queue` 0:
+/// no limit on pushes); null for a null schema or on an internal error. Free it with [`session_free`].
 ///
 /// # Safety
 /// `schema` is null or a live handle.
-pub unsafe extern "C" fn session_new(schema: *const SchemaHandle, max_payload: u64, max_message: u64, fragment: u64) -> *mut LuaSession {
+pub unsafe extern "C" fn session_new(
+    schema: *const SchemaHandle,
+    max_payload: u64,
+    max_message: u64,
+    fragment: u64,
+    max_queue: u64,
+) -> *mut LuaSession {
     // SAFETY: the caller's promise.
     let Some(schema) = (unsafe { schema_of(schema) }) else {
         return ptr::null_mut();
@@ -55,6 +63,7 @@ pub unsafe extern "C" fn session_new(schema: *const SchemaHandle, max_payload: u
         let opts = Options {
             limits: Limits { max_payload_len: max_payload, max_message_len: max_message },
             fragment: (fragment > 0).then_some(fragment as usize),
+            max_queue_bytes: (max_queue > 0).then_some(max_queue as usize),
         };
         Box::into_raw(Box::new(LuaSession { session: Session::new(schema, opts), note: String::new() }))
     })
@@ -310,4 +319,83 @@ pub unsafe extern "C" fn session_reply_error(s: *mut LuaSession, msg: *const u8,
     // SAFETY: the caller's Lua string.
     let msg = unsafe { bytes(msg, len) };
     guard((), || ls.session.reply_error(msg))
+}
+
+/// The status of a push: `OK`, or why it was not queued ([`push_status`]).
+fn push_code(r: Result<(), PushFailure>) -> c_int {
+    match r {
+        Ok(()) => push_status::OK,
+        Err(PushFailure::Encode(e)) => {
+            super::encoder::status(Err(e));
+            push_status::FAILED
+        }
+        Err(PushFailure::Queue(PushError::QueueFull)) => push_status::QUEUE_FULL,
+        Err(PushFailure::Queue(PushError::Closed)) => push_status::CLOSED,
+    }
+}
+
+/// Starts a push with this sequence; fill it through the session's encoder.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_push_begin(s: *mut LuaSession, sequence: i64) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.push_begin(sequence))
+    }
+}
+
+/// Queues the push built since `session_push_begin`, or drops it: a [`push_status`].
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_push_finish(s: *mut LuaSession) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
+    guard(push_status::INTERNAL, || push_code(ls.session.push_finish()))
+}
+
+/// Queues a push of an encoded `PubSubResp` (`payload`, `len` bytes), held by reference as the
+/// caller's value `held` (or copied when `held` is negative): a [`push_status`].
+///
+/// # Safety
+/// `s` is null or a live session; `payload` points to `len` bytes.
+pub unsafe extern "C" fn session_push_message(s: *mut LuaSession, payload: *const u8, len: usize, held: i64) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let payload = unsafe { bytes(payload, len) };
+    let held = u32::try_from(held).ok();
+    guard(push_status::INTERNAL, || push_code(ls.session.push_message(payload, held).map_err(PushFailure::from)))
+}
+
+/// Pushes queued and not yet wholly sent.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_unsent_pushes(s: *const LuaSession) -> usize {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 0 };
+    guard(0, || ls.session.unsent_pushes())
+}
+
+/// 1 once the session has ended (a close received, sent or queued), else 0.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_ended(s: *const LuaSession) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return 1 };
+    guard(1, || c_int::from(ls.session.is_ended()))
+}
+
+/// Drops a reply or push begun and not finished (one whose table did not encode).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_abandon(s: *mut LuaSession) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.abandon())
+    }
 }
