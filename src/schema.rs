@@ -160,7 +160,15 @@ pub struct Message {
     pub first: u16,
     /// Number of fields.
     pub count: u16,
+    /// Where its field-by-number table starts in the schema's (see [`DIRECT_NUMBERS`]).
+    numbers: u32,
 }
+
+/// Field numbers below this are found through a table per message (most are: APISIX's go up to
+/// 34); larger ones by a search of the message's fields.
+pub const DIRECT_NUMBERS: u32 = 64;
+/// An empty slot of a field-by-number table.
+const NO_FIELD: u16 = u16::MAX;
 
 /// Field ids the core uses without a handler: the default `cmd_ping` echo and `error_resp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +201,8 @@ pub struct Schema {
     field_names: Vec<String>,
     messages: Vec<Message>,
     message_names: Vec<String>,
+    /// [`DIRECT_NUMBERS`] slots per message: the id of its field with that number, or `NO_FIELD`.
+    by_number: Vec<u16>,
     request: u16,
     response: u16,
     known: KnownIds,
@@ -241,6 +251,7 @@ impl Schema {
             field_names: Vec::new(),
             messages: Vec::new(),
             message_names: names.clone(),
+            by_number: Vec::new(),
             request: 0,
             response: 0,
             known: KnownIds { ping: 0, ping_state: 0, pong: 0, pong_state: 0, error: 0, error_code: 0, error_message: 0 },
@@ -272,7 +283,15 @@ impl Schema {
                 });
                 schema.field_names.push(f.name().to_string());
             }
-            schema.messages.push(Message { index: index as u16, first: first as u16, count: (schema.fields.len() - first) as u16 });
+            let numbers = schema.by_number.len() as u32;
+            schema.by_number.resize(schema.by_number.len() + DIRECT_NUMBERS as usize, NO_FIELD);
+            for f in &schema.fields[first..] {
+                if f.number < DIRECT_NUMBERS {
+                    schema.by_number[numbers as usize + f.number as usize] = f.id;
+                }
+            }
+            let count = (schema.fields.len() - first) as u16;
+            schema.messages.push(Message { index: index as u16, first: first as u16, count, numbers });
         }
         schema.request = index_of("PubSubReq")?;
         schema.response = index_of("PubSubResp")?;
@@ -357,7 +376,18 @@ impl Schema {
     /// The field of `msg` with this number.
     #[inline]
     pub fn field_by_number(&self, msg: Message, number: u32) -> Option<Field> {
-        self.fields(msg).iter().find(|f| f.number == number).copied()
+        self.field_ref_by_number(&msg, number).copied()
+    }
+
+    /// Like [`Schema::field_by_number`], borrowed: the decoder's hot path reads a field where it
+    /// lies instead of copying it out.
+    #[inline]
+    pub fn field_ref_by_number(&self, msg: &Message, number: u32) -> Option<&Field> {
+        if number < DIRECT_NUMBERS {
+            let id = *self.by_number.get((msg.numbers + number) as usize)?;
+            return if id == NO_FIELD { None } else { self.fields.get(usize::from(id)) };
+        }
+        self.fields(*msg).iter().find(|f| f.number == number)
     }
 
     /// The field of `msg` with this name.
@@ -485,6 +515,12 @@ mod tests {
             let owner = s.message(f.owner);
             assert!(s.fields(owner).iter().any(|g| g == f));
             assert_eq!(f.kind == Kind::Message, s.target(*f).is_some());
+        }
+        for m in s.messages() {
+            for n in 0..100 {
+                let searched = s.fields(*m).iter().find(|f| f.number == n).copied();
+                assert_eq!(s.field_by_number(*m, n), searched, "{} field {n}", s.message_name(*m));
+            }
         }
         let fetch = s.message_by_name("KafkaFetchResp").unwrap();
         let messages = s.field_by_number(fetch, 1).unwrap();

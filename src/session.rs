@@ -272,7 +272,7 @@ impl Session {
                 Err(e) => {
                     use std::fmt::Write as _;
                     self.note.clear();
-                    let _ = write!(self.note, "{e}");
+                    let _ = write!(self.note, "{}", e.named(encoder.schema()));
                     self.hint = 0;
                     queue_reply(out, encoder, 0, 0, |e| e.put_error(0, b"wrong command"));
                     return Step::Undecodable(&self.note);

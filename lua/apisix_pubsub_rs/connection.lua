@@ -403,14 +403,18 @@ function _M.wait(self)
             end
         end
 
-        -- What is due is written before the next read: a client that does not read stalls its
-        -- own reads, not the worker's memory.
-        if C.session_write_due(sess) > 0 or io.failed then
+        -- What is due goes to the writer. More than a write's worth is written before the next
+        -- read, so a client that does not read stalls its own reads, not the worker's memory;
+        -- less is left to the writer, which sends it while the next read waits for the client.
+        local due = C.session_write_due(sess)
+        if io.failed or (due > 0 and C.session_pending(sess) > C.session_write_size(sess)) then
             local ok, err = writer.drain(self)
             if not ok then
                 -- The peer went away while we wrote: nothing to report at error level.
                 return finish(self, "failed to send: " .. err)
             end
+        elseif due > 0 then
+            writer.wake(self)
         end
         if worker_exiting() then
             C.session_close(sess, 1001, "", 0)

@@ -7,8 +7,8 @@
 -- another reads the same socket (two writers, or two readers, would get "socket busy"). Every
 -- byte a connection sends (replies, pushes, pongs, close frames) is queued in order and written
 -- here; the reader (connection.lua) never writes. It wakes the writer through `io.wake` and,
--- before reading on, waits on `io.drained` until what it queued is written, so a client that
--- does not read stalls its own reads, as one writer in the reader's thread did.
+-- when more than a write's worth is queued, waits on `io.drained` until it is written before
+-- reading on, so a client that does not read stalls its own reads instead of growing the queue.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")

@@ -80,7 +80,7 @@ pub unsafe extern "C" fn codec_decode(c: *mut Codec, p: *const u8, len: usize, e
                 }
             }
             Err(e) => {
-                *note = e.to_string();
+                *note = e.named(decoder.schema()).to_string();
                 kind::UNDECODABLE
             }
         };

@@ -104,6 +104,7 @@ pub struct Rules {
 }
 
 /// Parses the client frame header at the front of `b`.
+#[inline]
 pub fn parse(b: &[u8], rules: &Rules) -> Result<Parsed, ProtocolError> {
     let partial = |need: usize| Ok(Parsed::Partial { need });
     if b.len() < 2 {

@@ -23,8 +23,10 @@ pub struct Request<'a> {
     pub text: &'a [u8],
 }
 
-/// A request that could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A request that could not be decoded. Small and `Copy`, so that the decoder's happy path pays
+/// nothing for it; a field it names is named by id, and [`DecodeError::named`] words it with the
+/// schema's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at offset {offset}")]
 pub struct DecodeError {
     kind: DecodeErrorKind,
@@ -36,15 +38,45 @@ impl DecodeError {
     pub fn offset(&self) -> usize {
         self.offset
     }
+
+    /// The error in words, with the names of the fields of `schema` (the decoder's).
+    pub fn named<'a>(&'a self, schema: &'a Schema) -> impl fmt::Display + 'a {
+        Named { error: self, schema }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+struct Named<'a> {
+    error: &'a DecodeError,
+    schema: &'a Schema,
+}
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error.kind {
+            DecodeErrorKind::WrongWireType { field, expected, got } => {
+                let s = self.schema;
+                let owner = s.field(u32::from(field)).map_or("?", |x| s.message_name(s.message(x.owner)));
+                write!(
+                    f,
+                    "field '{}' of {owner} expects a {} value, got {} at offset {}",
+                    s.field_name(field),
+                    expected.name(),
+                    got.name(),
+                    self.error.offset
+                )
+            }
+            _ => write!(f, "{}", self.error),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DecodeErrorKind {
     TruncatedVarint,
     OverlongVarint,
     BadWireType(u64),
     BadFieldNumber(u64),
-    WrongWireType { message: String, field: String, expected: WireType, got: WireType },
+    WrongWireType { field: u16, expected: WireType, got: WireType },
     LengthPastEnd(u64),
     Truncated(WireType),
     TooDeep,
@@ -61,12 +93,9 @@ impl fmt::Display for DecodeErrorKind {
             OverlongVarint => write!(f, "invalid varint (more than 10 bytes)"),
             BadWireType(t) => write!(f, "invalid wire type {t}"),
             BadFieldNumber(n) => write!(f, "invalid field number {n}"),
-            WrongWireType { message, field, expected, got } => write!(
-                f,
-                "field '{field}' of {message} expects a {} value, got {}",
-                expected.name(),
-                got.name()
-            ),
+            WrongWireType { field, expected, got } => {
+                write!(f, "field #{field} expects a {} value, got {}", expected.name(), got.name())
+            }
             LengthPastEnd(n) => write!(f, "length {n} runs past the end of the message"),
             Truncated(wt) => write!(f, "truncated {} value", wt.name()),
             TooDeep => write!(f, "messages nested deeper than {MAX_DEPTH}"),
@@ -264,21 +293,25 @@ impl RequestDecoder {
         let mut pos = 0;
         let mut sequence = 0i64;
         let mut command: Option<Field> = None;
+        // The command's bytes: almost always one range; more when the member is repeated (merged).
+        let mut first: (usize, usize) = (0, 0);
         while let Some(tag) = next_tag(buf, &mut pos, end)? {
-            let Some(field) = schema.field_by_number(req, tag.number as u32) else {
+            let Some(field) = schema.field_ref_by_number(&req, tag.number as u32) else {
                 skip(buf, &mut pos, end, &tag, 0)?;
                 continue;
             };
-            check_wire_type(schema, req, field, &tag)?;
+            check_wire_type(field, &tag)?;
             if field.oneof {
                 let range = read_len(buf, &mut pos, end)?;
                 // Another member of the oneof replaces the earlier one; the same member again is
                 // merged into it, as protobuf parsers do.
-                if !command.is_some_and(|c| c.id == field.id) {
+                if command.is_some_and(|c| c.id == field.id) {
+                    parts.push(range);
+                } else {
                     parts.clear();
-                    command = Some(field);
+                    first = range;
+                    command = Some(*field);
                 }
-                parts.push(range);
             } else if field.number == 1 {
                 sequence = read_varint_at(buf, &mut pos, end)? as i64;
             } else {
@@ -288,7 +321,9 @@ impl RequestDecoder {
         }
         if let Some(cmd) = command {
             let msg = schema.target(cmd).expect("commands are messages");
-            for &(start, end) in parts.iter() {
+            out.fields(schema, buf, msg, first.0, first.1, 1)?;
+            for i in 0..parts.len() {
+                let (start, end) = parts[i];
                 out.fields(schema, buf, msg, start, end, 1)?;
             }
         }
@@ -300,7 +335,7 @@ impl Output {
     /// Emits the ops of the fields of `msg` found in `buf[pos..end]`.
     fn fields(&mut self, schema: &Schema, buf: &[u8], msg: Message, mut pos: usize, end: usize, depth: usize) -> Result<(), DecodeError> {
         while let Some(tag) = next_tag(buf, &mut pos, end)? {
-            let Some(field) = schema.field_by_number(msg, tag.number as u32) else {
+            let Some(field) = schema.field_ref_by_number(&msg, tag.number as u32) else {
                 skip(buf, &mut pos, end, &tag, depth)?;
                 continue;
             };
@@ -308,17 +343,17 @@ impl Output {
             let id = u32::from(field.id);
             if field.repeated && field.kind.is_scalar_number() && tag.wt == WireType::Len {
                 let (start, stop) = read_len(buf, &mut pos, end)?;
-                self.packed(buf, field, start, stop)?;
+                self.packed(buf, *field, start, stop)?;
                 continue;
             }
-            check_wire_type(schema, msg, field, &tag)?;
+            check_wire_type(field, &tag)?;
             match field.kind {
                 Kind::Message => {
                     if depth >= MAX_DEPTH {
                         return err(DecodeErrorKind::TooDeep, tag.at);
                     }
                     let (start, stop) = read_len(buf, &mut pos, end)?;
-                    let target = schema.target(field).expect("message fields have a target");
+                    let target = schema.target(*field).expect("message fields have a target");
                     self.ops.push(Op::number(op::OPEN | flag, id, 0.0));
                     self.fields(schema, buf, target, start, stop, depth + 1)?;
                     self.ops.push(Op::number(op::CLOSE, id, 0.0));
@@ -329,7 +364,7 @@ impl Output {
                 }
                 _ => {
                     let v = scalar(buf, field.kind, tag.wt, &mut pos, end)?;
-                    self.push_scalar(field, v);
+                    self.push_scalar(*field, v);
                 }
             }
         }
@@ -385,11 +420,11 @@ fn scalar(buf: &[u8], kind: Kind, wt: WireType, pos: &mut usize, end: usize) -> 
     })
 }
 
-fn check_wire_type(schema: &Schema, msg: Message, field: Field, tag: &Tag) -> Result<(), DecodeError> {
+#[inline]
+fn check_wire_type(field: &Field, tag: &Tag) -> Result<(), DecodeError> {
     let expected = field.kind.wire_type();
     if tag.wt != expected {
-        let (message, field) = (schema.message_name(msg).to_string(), schema.field_name(field.id).to_string());
-        return err(DecodeErrorKind::WrongWireType { message, field, expected, got: tag.wt }, tag.at);
+        return err(DecodeErrorKind::WrongWireType { field: field.id, expected, got: tag.wt }, tag.at);
     }
     Ok(())
 }
@@ -492,7 +527,8 @@ mod tests {
             (&[0x2b, 0x08, 0x01], "unterminated group at offset 0"),
         ];
         for (input, want) in cases {
-            assert_eq!(d.decode(input).unwrap_err().to_string(), *want, "{input:x?}");
+            let e = d.decode(input).unwrap_err();
+            assert_eq!(e.named(&Schema::builtin()).to_string(), *want, "{input:x?}");
         }
     }
 
