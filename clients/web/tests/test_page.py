@@ -1,0 +1,122 @@
+"""The browser page in headless Debian Chromium (through chromedriver and Selenium) against the
+real nginx of the `server` fixture. Saves a screenshot to target/clients/page.png (or
+$PUBSUB_SCREENSHOT).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+SCREENSHOT = Path(os.environ.get("PUBSUB_SCREENSHOT", ROOT / "target" / "clients" / "page.png"))
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1100,1000",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = "Debian's chromium and chromium-driver are not installed"
+        if os.environ.get("PUBSUB_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if not (ROOT / "clients" / "web" / "node_modules" / "protobufjs").is_dir():
+        pytest.fail("clients/web/node_modules missing: run `npm ci --prefix clients/web`")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium must never try to download a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="apisix-pubsub-chromium.")
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_text(browser) -> str:
+    return browser.find_element("id", "log").text
+
+
+def wait_for_log(browser, text: str, timeout: float = 10) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(browser, timeout).until(lambda b: text in log_text(b))
+    except Exception:
+        pytest.fail(f"{text!r} never appeared in #log:\n{log_text(browser)}")
+    return log_text(browser)
+
+
+def set_field(browser, name: str, value: str) -> None:
+    field = browser.find_element("css selector", f'#fields input[data-field="{name}"]')
+    field.clear()
+    field.send_keys(value)
+
+
+def test_the_page_pings_on_load_then_sends_commands(server, browser):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server.http("/?ping=hello%20browser"))
+    log = wait_for_log(browser, 'pong_resp state="hello browser"')
+    assert "← seq 1 pong_resp" in log and " ms)" in log  # the sequence and the round-trip time
+
+    Select(browser.find_element("id", "command")).select_by_value("cmd_kafka_list_offset")
+    set_field(browser, "topic", "t")
+    set_field(browser, "partition", "-1")
+    set_field(browser, "timestamp", "9223372036854775807")
+    browser.find_element("id", "send").click()
+    log = wait_for_log(browser, "error_resp to cmd_kafka_list_offset: bad partition")
+    assert "timestamp=9223372036854775807" in log  # the request as sent: int64 kept exact
+
+    set_field(browser, "partition", "0")
+    browser.find_element("id", "send").click()
+    wait_for_log(browser, "← seq 3 kafka_list_offset_resp offset=42")
+
+    Select(browser.find_element("id", "command")).select_by_value("cmd_kafka_fetch")
+    browser.find_element("id", "send").click()
+    wait_for_log(browser, "error_resp to cmd_kafka_fetch: unknown command: cmd_kafka_fetch")
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+    browser.find_element("id", "disconnect").click()
+    wait_for_log(browser, "closed: code 1000")
+
+
+def test_the_page_shows_a_close_code_and_what_it_means(server, browser):
+    browser.get(server.http("/"))
+    browser.find_element("id", "connect").click()
+    wait_for_log(browser, "connected to")
+    state = browser.find_element("id", "ping-state")  # 75,000 bytes, over the 65,535-byte limit:
+    browser.execute_script("arguments[0].value = arguments[1]", state, "base64:" + "A" * 100000)
+    browser.find_element("id", "ping").click()
+    wait_for_log(browser, "closed: code 1009 (message too big")
+    wait_for_log(browser, "cmd_ping: no reply before the close")
+
+
+def test_the_page_shows_pushes(server, browser):
+    if not server.has_push():
+        pytest.skip("the server has no push yet: apisix_pubsub_rs instances lack send()")
+    browser.get(server.http("/"))
+    url = browser.find_element("id", "url")
+    url.clear()
+    url.send_keys(server.ws("/push"))
+    browser.find_element("id", "connect").click()
+    wait_for_log(browser, '⇐ push seq 0 pong_resp state="pushed"')
