@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -11,7 +12,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +37,14 @@ class Server:
         return (self.prefix / "logs" / "error.log").read_text(errors="replace")
 
     def has_push(self) -> bool:
-        """Whether the module's instances have `send` (server push)."""
-        with urllib.request.urlopen(self.http("/probe/send"), timeout=5) as r:
-            return r.read().strip() == b"yes"
+        """Whether the module's instances have `send` (server push), asked of an instance."""
+        import apisix_pubsub
+
+        async def ask() -> bytes:
+            async with apisix_pubsub.connect(self.ws("/probe/send")) as client:
+                return (await client.request("cmd_empty")).message.state
+
+        return asyncio.run(ask()) == b"yes"
 
 
 def _free_port() -> int:
