@@ -1,5 +1,6 @@
-"""A real nginx serving the module for the client tests: scripts/nginx-conf.sh's server (the demo's
-/pubsub, the browser page) plus the locations in tests_nginx.conf, on a free port, stopped by pid.
+"""What the client tests share: a real nginx serving the module (scripts/nginx-conf.sh's server:
+the demo's /pubsub and the browser page, plus the locations in tests_nginx.conf) on a free port,
+stopped by pid; and headless Debian Chromium driven through chromedriver by Selenium.
 """
 
 from __future__ import annotations
@@ -102,3 +103,38 @@ def server() -> Iterator[Server]:
     ]
     shutil.rmtree(prefix, ignore_errors=True)
     assert not errors, "nginx logged at crit level or worse:\n" + "\n".join(errors)
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1100,1000",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = "Debian's chromium and chromium-driver are not installed"
+        if os.environ.get("PUBSUB_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if not (ROOT / "clients" / "web" / "node_modules" / "protobufjs").is_dir():
+        pytest.fail("clients/web/node_modules missing: run `npm ci --prefix clients/web`")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium must never try to download a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="apisix-pubsub-chromium.")
+    options = Options()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,55 +1,17 @@
-"""The browser page in headless Debian Chromium (through chromedriver and Selenium) against the
-real nginx of the `server` fixture. Saves a screenshot to target/clients/page.png (or
+"""The browser page in headless Debian Chromium (the `browser` fixture) against the real nginx of
+the `server` fixture. Saves a screenshot to target/clients/page.png (or
 $PUBSUB_SCREENSHOT).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = Path(os.environ.get("PUBSUB_SCREENSHOT", ROOT / "target" / "clients" / "page.png"))
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1100,1000",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        message = "Debian's chromium and chromium-driver are not installed"
-        if os.environ.get("PUBSUB_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    if not (ROOT / "clients" / "web" / "node_modules" / "protobufjs").is_dir():
-        pytest.fail("clients/web/node_modules missing: run `npm ci --prefix clients/web`")
-    os.environ["SE_OFFLINE"] = "true"  # Selenium must never try to download a browser or driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="apisix-pubsub-chromium.")
-    options = Options()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    try:
-        yield session
-    finally:
-        session.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 def log_text(browser) -> str:
     return browser.find_element("id", "log").text
 
