@@ -49,7 +49,7 @@ def _commands_help() -> str:
 
 def _type_name(field: Any) -> str:
     names = {v: k[5:].lower() for k, v in vars(type(field)).items() if k.startswith("TYPE_")}
-    return ("repeated " if field.is_repeated else "") + names.get(field.type, "?")
+    return ("repeated " if field.is_repeated else "") + str(names.get(field.type, "?"))
 
 
 def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -81,8 +81,7 @@ def _parser(
     _add_common(parser, top=False)
     parser.add_argument("url", help="the WebSocket URL, e.g. ws://127.0.0.1:9080/pubsub")
     if command_help:
-        optional = {"nargs": "?"} if name == "listen" else {}
-        parser.add_argument("command", help=command_help, **optional)
+        parser.add_argument("command", help=command_help, nargs="?" if name == "listen" else None)
         parser.add_argument("params", nargs="*", metavar="key=value", help="the command's fields")
     return parser
 

@@ -140,7 +140,7 @@ def parse_reply(data: bytes) -> Reply:
     )
 
 
-def _request_message(sequence: int, command: str, params: Mapping[str, Any]) -> Message:
+def _request_message(sequence: int, command: str, params: Mapping[str, Any]) -> pubsub_pb2.PubSubReq:
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
     req = pubsub_pb2.PubSubReq(sequence=sequence)
@@ -183,9 +183,9 @@ class Client:
     async def ping(self, state: bytes | str = b"") -> bytes:
         """Sends `cmd_ping` and returns the state of the `pong_resp` (the same bytes)."""
         reply = await self.request("cmd_ping", state=state)
-        if reply.kind != "pong_resp":
+        if not isinstance(reply.message, pubsub_pb2.PongResp):
             raise ProtocolError(f"cmd_ping answered with {reply.kind}")
-        return reply.message.state  # type: ignore[union-attr]
+        return reply.message.state
 
     async def request(self, command: str, /, **params: Any) -> Reply:
         """Sends `command` (a field name of `PubSubReq`, e.g. `"cmd_kafka_list_offset"`) with
@@ -194,8 +194,8 @@ class Client:
         Values are what protobuf's Python classes take: int for integers (int64 exact), str for
         string, bytes or str (sent as UTF-8) for bytes. Raises `ErrorReply` on `error_resp`,
         `TimeoutError` when no reply comes within the client's `request_timeout` (for another
-        bound, wrap the call in `asyncio.timeout()`), `ConnectionClosed` when the connection ends first, `ValueError` or
-        `TypeError` for a command or params the proto does not have.
+        bound, wrap the call in `asyncio.timeout()`), `ConnectionClosed` when the connection
+        ends first, `ValueError` or `TypeError` for a command or params the proto does not have.
         """
         if self._failure is not None:
             raise self._failure

@@ -79,7 +79,7 @@ def parse_value(field: FieldDescriptor, text: str) -> Any:
             return float(text)
         except ValueError:
             raise NotationError(f"{field.name}: {text!r} is not a number") from None
-    if kind == FieldDescriptor.TYPE_ENUM:
+    if kind == FieldDescriptor.TYPE_ENUM and field.enum_type is not None:
         value = field.enum_type.values_by_name.get(text)
         if value is None:
             return _parse_int(field, text)
