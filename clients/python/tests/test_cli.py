@@ -172,6 +172,24 @@ def test_listen_sends_its_command_first(server):
     assert json.loads(done.stdout) == {"sequence": 1, "pong_resp": {"state": "subscribe"}}
 
 
+def test_listen_prints_pushes_from_a_pushing_peer(server):
+    done = cli("listen", server.ws("/raw-push"), "--count", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {"sequence": 0, "pong_resp": {"state": "first"}},
+        {"sequence": 7, "pong_resp": {"state": "second"}},
+    ]
+    readable = cli("listen", server.ws("/raw-push"), "cmd_ping", "state=sub", "--count", "3")
+    assert readable.returncode == 0, readable.stderr
+    lines = readable.stdout.splitlines()
+    assert lines[0].startswith('pong_resp state="sub" (sequence 1, ')  # the reply first
+    assert lines[1:] == [
+        'pong_resp state="first" (push, sequence 0)',
+        'pong_resp state="second" (push, sequence 7)',
+        'pong_resp state="between" (push, sequence 0)',
+    ]
+
+
 def test_listen_prints_pushes(server):
     if not server.has_push():
         pytest.skip("the server has no push yet: apisix_pubsub_rs instances lack send()")

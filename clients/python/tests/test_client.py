@@ -211,6 +211,21 @@ def test_a_full_push_buffer_holds_replies_until_pushes_are_read(server):
     run(scenario)
 
 
+def test_pushes_from_a_pushing_peer_keep_their_order_between_replies(server):
+    # /raw-push is lua-resty-websocket with the module's codec: a server that pushes today.
+    async def scenario():
+        async with apisix_pubsub.connect(server.ws("/raw-push")) as client:
+            assert await asyncio.gather(client.ping(b"a"), client.ping(b"b")) == [b"a", b"b"]
+            pushes = client.pushes()
+            got = [await asyncio.wait_for(anext(pushes), 5) for _ in range(4)]
+            assert [(p.sequence, p.to_dict()["state"]) for p in got] == [
+                (0, b"first"), (7, b"second"), (0, b"between"), (0, b"between"),
+            ]
+        assert client.close_code == 1000
+
+    run(scenario)
+
+
 @pytest.fixture
 def push_server(server):
     if not server.has_push():

@@ -73,12 +73,25 @@ def test_the_page_shows_a_close_code_and_what_it_means(server, browser):
     wait_for_log(browser, "cmd_ping: no reply before the close")
 
 
-def test_the_page_shows_pushes(server, browser):
-    if not server.has_push():
-        pytest.skip("the server has no push yet: apisix_pubsub_rs instances lack send()")
+def connect_to(browser, server, path: str) -> None:
     browser.get(server.http("/"))
     url = browser.find_element("id", "url")
     url.clear()
-    url.send_keys(server.ws("/push"))
+    url.send_keys(server.ws(path))
     browser.find_element("id", "connect").click()
+
+
+def test_the_page_shows_pushes_from_a_pushing_peer(server, browser):
+    connect_to(browser, server, "/raw-push")
+    wait_for_log(browser, '⇐ push seq 7 pong_resp state="second"')
+    browser.find_element("id", "ping").click()
+    log = wait_for_log(browser, '← seq 1 pong_resp state="hello"')
+    assert log.index('⇐ push seq 0 pong_resp state="first"') < log.index("seq 7")
+    assert log.index('⇐ push seq 0 pong_resp state="between"') < log.index("← seq 1")
+
+
+def test_the_page_shows_pushes(server, browser):
+    if not server.has_push():
+        pytest.skip("the server has no push yet: apisix_pubsub_rs instances lack send()")
+    connect_to(browser, server, "/push")
     wait_for_log(browser, '⇐ push seq 0 pong_resp state="pushed"')
