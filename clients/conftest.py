@@ -83,7 +83,10 @@ def server() -> Iterator[Server]:
     env = dict(os.environ, PUBSUB_EXTRA_CONF=str(Path(__file__).parent / "tests_nginx.conf"))
     conf = subprocess.run(
         [str(ROOT / "scripts" / "nginx-conf.sh"), str(port), "256", "info", "logs/error.log"],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     (prefix / "conf" / "nginx.conf").write_text(conf)
     master = subprocess.Popen([_nginx(), "-p", f"{prefix}/", "-c", "conf/nginx.conf"])
@@ -98,7 +101,8 @@ def server() -> Iterator[Server]:
             master.kill()
             master.wait()
     errors = [
-        line for line in (prefix / "logs" / "error.log").read_text(errors="replace").splitlines()
+        line
+        for line in (prefix / "logs" / "error.log").read_text(errors="replace").splitlines()
         if any(f"[{level}]" in line for level in ("crit", "alert", "emerg"))
     ]
     shutil.rmtree(prefix, ignore_errors=True)
@@ -106,8 +110,14 @@ def server() -> Iterator[Server]:
 
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1100,1000",
 ]
 

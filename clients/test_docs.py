@@ -12,11 +12,13 @@ import pytest
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 DOC_URL = "ws://127.0.0.1:9080/pubsub"
-SNIPPET = re.compile(r"```(python|javascript)\n(.*?)```\s*```text\n(.*?)```", re.S)
+SNIPPET = re.compile(r"```(python|javascript)\n(.*?)```\s*```text\n(.*?)```", re.DOTALL)
 
 
 def snippets(language: str) -> list[tuple[str, str]]:
-    found = [(code, out) for lang, code, out in SNIPPET.findall(PROTOCOL.read_text()) if lang == language]
+    found = [
+        (code, out) for lang, code, out in SNIPPET.findall(PROTOCOL.read_text()) if lang == language
+    ]
     assert found, f"no {language} snippet with its output in {PROTOCOL}"
     return found
 
@@ -27,7 +29,9 @@ def test_python_snippet(server, index):
     assert DOC_URL in code
     done = subprocess.run(
         [sys.executable, "-c", code.replace(DOC_URL, server.ws())],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == expected
@@ -49,7 +53,8 @@ def test_javascript_snippet_in_the_browser(server, browser, index):
             if (lines.length === arguments[0]) done(lines);
         } };
         (async () => { %s })().catch((e) => done(["error: " + e]));
-        """ % code.replace(DOC_URL, server.ws()),
+        """
+        % code.replace(DOC_URL, server.ws()),
         len(lines),
     )
     assert got == lines

@@ -27,10 +27,16 @@ def generate(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     shutil.copyfile(PROTO, os.path.join(out_dir, "pubsub.proto"))
     well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    rc = protoc.main([
-        "protoc", f"-I{out_dir}", f"-I{well_known}",
-        f"--python_out={out_dir}", f"--pyi_out={out_dir}", "pubsub.proto",
-    ])
+    rc = protoc.main(
+        [
+            "protoc",
+            f"-I{out_dir}",
+            f"-I{well_known}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            "pubsub.proto",
+        ]
+    )
     if rc != 0:
         raise SystemExit(f"protoc failed on {PROTO} (exit {rc})")
 

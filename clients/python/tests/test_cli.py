@@ -12,7 +12,9 @@ import pytest
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "apisix_pubsub", *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -34,8 +36,13 @@ def test_json_goes_before_or_after_the_arguments(server, where):
 
 def test_request_as_in_the_readme(server):
     done = cli(
-        "request", server.ws(), "cmd_kafka_list_offset",
-        "topic=t", "partition=0", "timestamp=-1", "--json",
+        "request",
+        server.ws(),
+        "cmd_kafka_list_offset",
+        "topic=t",
+        "partition=0",
+        "timestamp=-1",
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"sequence": 1, "kafka_list_offset_resp": {"offset": 42}}
@@ -51,7 +58,8 @@ def test_error_resp_exits_1_with_the_message_on_stderr(server):
     unknown = cli("--json", "request", server.ws(), "cmd_kafka_fetch", "topic=t")
     assert unknown.returncode == 1
     assert json.loads(unknown.stdout) == {
-        "sequence": 1, "error_resp": {"code": 0, "message": "unknown command: cmd_kafka_fetch"},
+        "sequence": 1,
+        "error_resp": {"code": 0, "message": "unknown command: cmd_kafka_fetch"},
     }
     assert "unknown command: cmd_kafka_fetch" in unknown.stderr
 
@@ -67,7 +75,14 @@ def test_error_resp_exits_1_with_the_message_on_stderr(server):
     ],
 )
 def test_int64_as_typed_comes_back_exact_as_a_json_number(server, typed, value):
-    done = cli("request", server.ws("/test"), "cmd_kafka_list_offset", "topic=echo", f"timestamp={typed}", "--json")
+    done = cli(
+        "request",
+        server.ws("/test"),
+        "cmd_kafka_list_offset",
+        "topic=echo",
+        f"timestamp={typed}",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     assert f'"offset": {value}' in done.stdout
     assert json.loads(done.stdout)["kafka_list_offset_resp"]["offset"] == value
@@ -97,7 +112,10 @@ def test_bytes_from_a_file(server, tmp_path):
     done = cli("ping", server.ws(), f"@{path}", "--json")
     import base64
 
-    assert json.loads(done.stdout)["pong_resp"]["state"] == "base64:" + base64.b64encode(bytes(range(256))).decode()
+    assert (
+        json.loads(done.stdout)["pong_resp"]["state"]
+        == "base64:" + base64.b64encode(bytes(range(256))).decode()
+    )
 
 
 def test_nested_and_binary_fields_print_readably(server):
@@ -114,8 +132,14 @@ def test_nested_and_binary_fields_print_readably(server):
         (["request", "{url}", "cmd_nope"], "unknown command 'cmd_nope'"),
         (["request", "{url}", "cmd_ping", "nope=1"], "CmdPing has no field 'nope' (fields: state)"),
         (["request", "{url}", "cmd_ping", "state"], "'state': expected key=value"),
-        (["request", "{url}", "cmd_kafka_list_offset", "partition=2147483648"], "partition: 2147483648 is out of range"),
-        (["request", "{url}", "cmd_kafka_list_offset", "timestamp=1.5"], "timestamp: '1.5' is not an integer"),
+        (
+            ["request", "{url}", "cmd_kafka_list_offset", "partition=2147483648"],
+            "partition: 2147483648 is out of range",
+        ),
+        (
+            ["request", "{url}", "cmd_kafka_list_offset", "timestamp=1.5"],
+            "timestamp: '1.5' is not an integer",
+        ),
         (["ping", "{url}", "hex:0"], "'hex:0'"),
         (["ping", "{url}", "-H", "no colon"], "expected 'Name: value'"),
         (["listen", "{url}", "topic=t"], "unknown command 'topic=t'"),
@@ -131,7 +155,8 @@ def test_bad_arguments_exit_2_with_a_message(server, args, message):
 def test_connection_problems_exit_3(server):
     refused = cli("ping", f"ws://127.0.0.1:{server.port}/nope")
     assert (refused.returncode, refused.stderr.strip()) == (
-        3, f"apisix_pubsub: ws://127.0.0.1:{server.port}/nope: the server answered HTTP 404",
+        3,
+        f"apisix_pubsub: ws://127.0.0.1:{server.port}/nope: the server answered HTTP 404",
     )
     not_ws = cli("ping", "http://127.0.0.1/")
     assert not_ws.returncode == 3 and "not a WebSocket URL" in not_ws.stderr
@@ -147,8 +172,13 @@ def test_headers_go_with_the_handshake(server):
 
 def test_no_reply_within_the_timeout_exits_4(server):
     done = cli(
-        "request", server.ws("/test"), "cmd_kafka_list_offset", "topic=sleep", "timestamp=2000",
-        "--timeout", "0.3",
+        "request",
+        server.ws("/test"),
+        "cmd_kafka_list_offset",
+        "topic=sleep",
+        "timestamp=2000",
+        "--timeout",
+        "0.3",
     )
     assert (done.returncode, done.stderr) == (4, "apisix_pubsub: no answer within 0.3 s\n")
 

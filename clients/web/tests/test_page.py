@@ -12,16 +12,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = Path(os.environ.get("PUBSUB_SCREENSHOT", ROOT / "target" / "clients" / "page.png"))
+
+
 def log_text(browser) -> str:
     return browser.find_element("id", "log").text
 
 
 def wait_for_log(browser, text: str, timeout: float = 10) -> str:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
         WebDriverWait(browser, timeout).until(lambda b: text in log_text(b))
-    except Exception:
+    except TimeoutException:
         pytest.fail(f"{text!r} never appeared in #log:\n{log_text(browser)}")
     return log_text(browser)
 

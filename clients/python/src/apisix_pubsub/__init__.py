@@ -4,10 +4,10 @@
 
     async def main():
         async with apisix_pubsub.connect("ws://127.0.0.1:9080/pubsub") as client:
-            print(await client.ping(b"hello"))                       # b'hello'
-            reply = await client.request("cmd_kafka_list_offset", topic="t", partition=0, timestamp=-1)
-            print(reply.kind, reply.to_dict())                         # kafka_list_offset_resp {'offset': 42}
-            async for push in client.pushes():                         # messages the server sends unasked
+            print(await client.ping(b"hello"))  # b'hello'
+            reply = await client.request("cmd_kafka_list_offset", topic="t", timestamp=-1)
+            print(reply.kind, reply.to_dict())  # kafka_list_offset_resp {'offset': 42}
+            async for push in client.pushes():  # what the server sends unasked
                 print(push.sequence, push.kind, push.to_dict())
 
     asyncio.run(main())
@@ -29,9 +29,9 @@ from .client import (
     PubSubError,
     Reply,
     build_request,
-    parse_reply,
     connect,
     message_to_dict,
+    parse_reply,
 )
 
 __all__ = [
@@ -46,8 +46,8 @@ __all__ = [
     "PubSubError",
     "Reply",
     "build_request",
-    "parse_reply",
     "connect",
     "message_to_dict",
+    "parse_reply",
     "pubsub_pb2",
 ]

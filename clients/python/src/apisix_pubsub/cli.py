@@ -57,15 +57,24 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # not overwritten by the subcommand's default.
     default = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     parser.add_argument(
-        "--json", action="store_true", default=default(False),
+        "--json",
+        action="store_true",
+        default=default(False),
         help="print each reply or push as one JSON object per line",
     )
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", default=default(10.0),
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default(10.0),
         help="limit for connecting and for each reply (default 10)",
     )
     parser.add_argument(
-        "-H", "--header", action="append", metavar="'NAME: VALUE'", default=default([]),
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        default=default([]),
         help="an HTTP header for the handshake (repeatable)",
     )
 
@@ -75,8 +84,11 @@ def _parser(
 ) -> argparse.ArgumentParser:
     """A subcommand's parser: URL, then (with `command_help`) a COMMAND and its key=value fields."""
     parser = argparse.ArgumentParser(
-        prog=f"{PROG} {name}", usage=usage, description=description,
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=f"{PROG} {name}",
+        usage=usage,
+        description=description,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(parser, top=False)
     parser.add_argument("url", help="the WebSocket URL, e.g. ws://127.0.0.1:9080/pubsub")
@@ -88,7 +100,8 @@ def _parser(
 
 def _ping_parser() -> argparse.ArgumentParser:
     parser = _parser(
-        "ping", f"{PROG} ping URL [STATE] [options]",
+        "ping",
+        f"{PROG} ping URL [STATE] [options]",
         "Send cmd_ping with STATE (bytes, default empty) and print the pong_resp.",
     )
     parser.add_argument("state", nargs="?", default="", help="the ping's state (bytes notation)")
@@ -97,7 +110,8 @@ def _ping_parser() -> argparse.ArgumentParser:
 
 def _request_parser() -> argparse.ArgumentParser:
     return _parser(
-        "request", f"{PROG} request URL COMMAND [key=value ...] [options]",
+        "request",
+        f"{PROG} request URL COMMAND [key=value ...] [options]",
         "Send one command of the proto and print its reply.\n\n"
         f"{_commands_help()}\n\n{VALUES}\n\nexample:\n"
         f"  {PROG} request ws://127.0.0.1:9080/pubsub cmd_kafka_list_offset"
@@ -108,7 +122,8 @@ def _request_parser() -> argparse.ArgumentParser:
 
 def _listen_parser() -> argparse.ArgumentParser:
     parser = _parser(
-        "listen", f"{PROG} listen URL [COMMAND [key=value ...]] [options]",
+        "listen",
+        f"{PROG} listen URL [COMMAND [key=value ...]] [options]",
         "Print the messages the server pushes, as they arrive, until the connection ends.\n"
         "With COMMAND, send it first and print its reply (e.g. a subscription).\n\n"
         f"{VALUES}",
@@ -125,7 +140,8 @@ SUBCOMMANDS = {"ping": _ping_parser, "request": _request_parser, "listen": _list
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="A client for a pubsub WebSocket endpoint (apisix-pubsub-rs, APISIX core.pubsub).",
+        description="A client for pubsub WebSocket endpoints"
+        " (apisix-pubsub-rs, APISIX core.pubsub).",
         epilog="subcommands:\n"
         "  ping URL [STATE]                   send cmd_ping, print the pong\n"
         "  request URL COMMAND [key=value..]  send any command of the proto, print the reply\n"
@@ -136,7 +152,10 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     _add_common(parser, top=True)
     parser.add_argument(
-        "subcommand", choices=sorted(SUBCOMMANDS), metavar="SUBCOMMAND", help="ping, request or listen"
+        "subcommand",
+        choices=sorted(SUBCOMMANDS),
+        metavar="SUBCOMMAND",
+        help="ping, request or listen",
     )
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -227,8 +246,14 @@ async def _run(args: argparse.Namespace) -> int:
             return EXIT_OK
     except pubsub.ErrorReply as e:
         if args.json:
-            print(json.dumps({"sequence": e.sequence, "error_resp": {"code": e.code, "message": e.message}}))
-        return _fail(f"error_resp: {e.message} (code {e.code}, sequence {e.sequence})", EXIT_ERROR_REPLY)
+            print(
+                json.dumps(
+                    {"sequence": e.sequence, "error_resp": {"code": e.code, "message": e.message}}
+                )
+            )
+        return _fail(
+            f"error_resp: {e.message} (code {e.code}, sequence {e.sequence})", EXIT_ERROR_REPLY
+        )
     except (ValueError, TypeError) as e:
         return _fail(str(e), EXIT_USAGE)
     except TimeoutError:
@@ -252,6 +277,11 @@ async def _listen(client: pubsub.Client, args: argparse.Namespace) -> int:
         await asyncio.wait_for(show_pushes(), args.duration)
     except TimeoutError:
         pass  # --duration reached
-    if client.close_code is not None and args.count is not None:
-        return _fail(f"closed by the server (code {client.close_code}) before {args.count} pushes", EXIT_CONNECTION)
+    if client.close_code is not None:  # the server closed, cleanly (else pushes() raised)
+        if args.count is not None:
+            return _fail(
+                f"closed by the server (code {client.close_code}) before {args.count} pushes",
+                EXIT_CONNECTION,
+            )
+        print(f"apisix_pubsub: closed by the server (code {client.close_code})", file=sys.stderr)
     return EXIT_OK

@@ -140,7 +140,9 @@ def parse_reply(data: bytes) -> Reply:
     )
 
 
-def _request_message(sequence: int, command: str, params: Mapping[str, Any]) -> pubsub_pb2.PubSubReq:
+def _request_message(
+    sequence: int, command: str, params: Mapping[str, Any]
+) -> pubsub_pb2.PubSubReq:
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
     req = pubsub_pb2.PubSubReq(sequence=sequence)
@@ -148,13 +150,18 @@ def _request_message(sequence: int, command: str, params: Mapping[str, Any]) -> 
     body.SetInParent()  # a command without fields is still set
     fields = body.DESCRIPTOR.fields_by_name
     try:
-        body.MergeFrom(type(body)(**{  # a str stands for bytes (as UTF-8), as in ping("x")
-            name: value.encode()
-            if isinstance(value, str) and name in fields
-            and fields[name].type == FieldDescriptor.TYPE_BYTES
-            else value
-            for name, value in params.items()
-        }))
+        body.MergeFrom(
+            type(body)(
+                **{  # a str stands for bytes (as UTF-8), as in ping("x")
+                    name: value.encode()
+                    if isinstance(value, str)
+                    and name in fields
+                    and fields[name].type == FieldDescriptor.TYPE_BYTES
+                    else value
+                    for name, value in params.items()
+                }
+            )
+        )
     except ValueError as e:  # protobuf says "Protocol message X has no "y" field."
         raise ValueError(f"{command}: {e}") from None
     return req
@@ -224,7 +231,8 @@ class Client:
         Ends when the connection closes cleanly (1000 or 1001), after the pushes that arrived
         before; raises `ConnectionClosed` or `ProtocolError` when it ends otherwise. Pushes wait
         in a buffer of `push_buffer` messages; while it is full the client stops reading, so
-        replies wait too (the server then holds or refuses further pushes).
+        replies wait too (the server then holds or refuses further pushes). Several iterators
+        share one queue: each push goes to one of them.
         """
         while True:
             item = await self._pushes.get()
@@ -291,9 +299,9 @@ class Client:
         if waiter is not None:
             if waiter.done():
                 return
-            if reply.kind == "error_resp":
+            if isinstance(reply.message, pubsub_pb2.ErrorResp):
                 error = reply.message
-                waiter.set_exception(ErrorReply(error.code, error.message, reply.sequence))  # type: ignore[union-attr]
+                waiter.set_exception(ErrorReply(error.code, error.message, reply.sequence))
             else:
                 waiter.set_result(reply)
             return
@@ -310,7 +318,7 @@ def _closed(ws: ClientConnection) -> ConnectionClosed:
     return ConnectionClosed(ws.close_code, ws.close_reason or "")
 
 
-class connect:  # noqa: N801 - used like a function, as websockets' own connect is
+class connect:
     """Opens a connection: `client = await connect(url)` or `async with connect(url) as client:`.
 
     `headers` go with the handshake (e.g. an `Authorization` header for the gateway);
@@ -372,5 +380,3 @@ class connect:  # noqa: N801 - used like a function, as websockets' own connect 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._client is not None
         await self._client.close()
-
-

@@ -88,7 +88,7 @@ def parse_value(field: FieldDescriptor, text: str) -> Any:
 
 
 def _parse_int(field: FieldDescriptor, text: str) -> int:
-    digits = text[1:] if text.startswith("#") else text
+    digits = text.removeprefix("#")
     try:
         value = int(digits, 16) if digits.lower().startswith("0x") else int(digits, 10)
     except ValueError:
@@ -147,9 +147,13 @@ def to_text(value: Any) -> str:
     if isinstance(value, dict):
         return " ".join(f"{k}={to_text(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return "[" + ", ".join(
-            "{" + to_text(v) + "}" if isinstance(v, dict) else to_text(v) for v in value
-        ) + "]"
+        return (
+            "["
+            + ", ".join(
+                "{" + to_text(v) + "}" if isinstance(v, dict) else to_text(v) for v in value
+            )
+            + "]"
+        )
     if isinstance(value, bytes):
         return json.dumps(format_bytes(value), ensure_ascii=False)
     if isinstance(value, str):
