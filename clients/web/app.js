@@ -51,7 +51,9 @@
       const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
       return BYTES_PREFIX.test(text) ? "text:" + text : text;
     } catch (e) {
-      return "base64:" + btoa(String.fromCharCode(...bytes));
+      let binary = "";
+      for (const byte of bytes) binary += String.fromCharCode(byte);
+      return "base64:" + btoa(binary);
     }
   }
 
@@ -60,7 +62,9 @@
     return type.fieldsArray.map((field) => {
       const value = message[field.name];
       const one = (v) => {
-        if (field.resolvedType && field.resolvedType.fieldsArray) return "{" + format(field.resolvedType, v) + "}";
+        if (field.resolvedType && field.resolvedType.fieldsArray) {
+          return "{" + format(field.resolvedType, v) + "}";
+        }
         if (field.type === "bytes") return JSON.stringify(formatBytes(v));
         if (field.type === "string") return JSON.stringify(v);
         return String(v);
@@ -120,7 +124,8 @@
     }
     pending.set(sequence, { command, sentAt: performance.now() });
     ws.send(bytes);
-    log("sent", `→ seq ${sequence} ${command} ${format(commandType(command), PubSubReq.decode(bytes)[command])}`);
+    const fields = format(commandType(command), PubSubReq.decode(bytes)[command]);
+    log("sent", `→ seq ${sequence} ${command} ${fields}`);
   }
 
   function receive(event) {
@@ -137,13 +142,16 @@
     }
     const sequence = reply.sequence.toString();
     const kind = reply.resp;
-    const body = kind ? format(PubSubResp.fields[kind].resolvedType, reply[kind]) : "(a reply this page's proto does not know)";
+    const body = kind
+      ? format(PubSubResp.fields[kind].resolvedType, reply[kind])
+      : "(a reply this page's proto does not know)";
     const request = pending.get(sequence);
     if (request) {
       pending.delete(sequence);
       const rtt = `${(performance.now() - request.sentAt).toFixed(2)} ms`;
       if (kind === "error_resp") {
-        log("error", `✗ seq ${sequence} error_resp to ${request.command}: ${reply.error_resp.message} (code ${reply.error_resp.code}, ${rtt})`);
+        const error = reply.error_resp;
+        log("error", `✗ seq ${sequence} error_resp to ${request.command}: ${error.message} (code ${error.code}, ${rtt})`);
       } else {
         log("reply", `← seq ${sequence} ${kind} ${body} (${rtt})`);
       }
@@ -174,9 +182,11 @@
     ws.onclose = (event) => {
       setConnected(false);
       const meaning = CLOSE_CODES[event.code] || "";
-      log(event.code === 1000 ? "note" : "error",
-        `closed: code ${event.code}${meaning ? " (" + meaning + ")" : ""}${event.reason ? ": " + event.reason : ""}`);
-      for (const [sequence, request] of pending) log("error", `✗ seq ${sequence} ${request.command}: no reply before the close`);
+      const why = (meaning ? ` (${meaning})` : "") + (event.reason ? `: ${event.reason}` : "");
+      log(event.code === 1000 ? "note" : "error", `closed: code ${event.code}${why}`);
+      for (const [sequence, request] of pending) {
+        log("error", `✗ seq ${sequence} ${request.command}: no reply before the close`);
+      }
       pending.clear();
       ws = null;
     };
@@ -196,7 +206,8 @@
     const params = {};
     try {
       for (const input of $("fields").querySelectorAll("input")) {
-        if (input.value !== "") params[input.dataset.field] = parseField(type.fields[input.dataset.field], input.value);
+        const name = input.dataset.field;
+        if (input.value !== "") params[name] = parseField(type.fields[name], input.value);
       }
     } catch (e) {
       log("error", `error: ${e.message}`);
@@ -220,7 +231,8 @@
     for (const field of PubSubReq.oneofs.req.fieldsArray) {
       $("command").append(new Option(field.name, field.name));
     }
-    $("command").value = "cmd_kafka_list_offset" in PubSubReq.fields ? "cmd_kafka_list_offset" : PubSubReq.oneofs.req.fieldsArray[0].name;
+    const commands = PubSubReq.oneofs.req.fieldsArray.map((field) => field.name);
+    $("command").value = commands.includes("cmd_kafka_list_offset") ? "cmd_kafka_list_offset" : commands[0];
     showFields();
     $("command").onchange = showFields;
     $("connect").onclick = () => connect();
