@@ -69,7 +69,12 @@ def test_the_page_shows_a_close_code_and_what_it_means(server, browser):
     browser.get(server.http("/"))
     browser.find_element("id", "connect").click()
     wait_for_log(browser, "connected to")
-    state = browser.find_element("id", "ping-state")  # 75,000 bytes, over the 65,535-byte limit:
+    state = browser.find_element("id", "ping-state")
+    binary = "base64:" + "AP8A" * 10000  # 30,000 bytes of 00 ff 00: shown as base64 again
+    browser.execute_script("arguments[0].value = arguments[1]", state, binary)
+    browser.find_element("id", "ping").click()
+    wait_for_log(browser, f'← seq 1 pong_resp state="{binary}"')
+    # 75,000 bytes, over the 65,535-byte limit:
     browser.execute_script("arguments[0].value = arguments[1]", state, "base64:" + "A" * 100000)
     browser.find_element("id", "ping").click()
     wait_for_log(browser, "closed: code 1009 (message too big")
