@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Prints an nginx.conf serving apisix_pubsub_rs on /pubsub, for the demo and the soak runs.
+# Prints an nginx.conf serving apisix_pubsub_rs on /pubsub, for the demo and the soak runs, and the
+# browser page of clients/web on / (with /web/ and /pubsub.proto, the files it loads).
 # Usage: nginx-conf.sh PORT WORKER_CONNECTIONS ERROR_LOG_LEVEL ERROR_LOG_TARGET
+# PUBSUB_EXTRA_CONF=FILE adds `include FILE;` to the server (the client tests' own locations).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 port="$1" conns="$2" level="$3" target="$4"
@@ -41,6 +43,13 @@ http {
                 pubsub:wait()
             }
         }
+        location = / { root $root/clients/web; try_files /index.html =404; }
+        location /web/ {
+            alias $root/clients/web/;
+            types { text/html html; text/javascript js; text/css css; image/png png; }
+        }
+        location = /pubsub.proto { alias $root/proto/pubsub.proto; default_type text/plain; }
+        ${PUBSUB_EXTRA_CONF:+include $PUBSUB_EXTRA_CONF;}
     }
 }
 CONF
