@@ -14,6 +14,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod resp;
 mod pool;
 pub mod queue;
 pub mod schema;
