@@ -111,12 +111,14 @@ impl SharedCompressor {
         state.reset();
     }
 
-    /// The compressed payload of `message` as shared bytes, for every connection of `key`:
-    /// cloning a [`Bytes`] is a reference count, not a copy.
-    pub fn deflate_shared(&mut self, key: SharedKey, message: &[u8]) -> Bytes {
+    /// The compressed payload of `message` as shared bytes, for every connection of `key`
+    /// (cloning a [`Bytes`] is a reference count, not a copy); `None` when it is no smaller than
+    /// the message (random or already compressed data), which is then better sent as it is:
+    /// without context takeover a message may go uncompressed at no cost to the next.
+    pub fn deflate_shared(&mut self, key: SharedKey, message: &[u8]) -> Option<Bytes> {
         let mut out = Vec::new();
         self.deflate(key, message, &mut out);
-        Bytes::from(out)
+        (out.len() < message.len()).then(|| Bytes::from(out))
     }
 
     /// Keys with a state allocated: one per window size and level in use.

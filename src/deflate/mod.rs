@@ -21,7 +21,7 @@ mod negotiate;
 
 pub use compress::{Deflater, SharedCompressor, SharedKey};
 pub use inflate::Inflater;
-pub use negotiate::{negotiate, parse_offers, Config, ConfigError, Offer, OfferError, Params};
+pub use negotiate::{negotiate, parse_offers, Config, ConfigError, Offer, OfferError, Params, LARGE_MESSAGE};
 
 /// The empty stored block a sync flush ends with, which RFC 7692 §7.2.1 has the sender remove and
 /// §7.2.2 the receiver append again.

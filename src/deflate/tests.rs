@@ -15,6 +15,7 @@ const PLAIN: Config = Config {
     client_no_context_takeover: false,
     threshold: 0,
     level: 6,
+    large_level: 6,
 };
 
 fn answer(lines: &[&str], config: &Config) -> Option<String> {
@@ -140,9 +141,11 @@ fn config_ranges_and_threshold() {
     assert_eq!(Config { server_max_window_bits: 8, ..PLAIN }.validate(), Err(ConfigError::WindowBits(8)));
     assert_eq!(Config { client_max_window_bits: 16, ..PLAIN }.validate(), Err(ConfigError::WindowBits(16)));
     assert_eq!(Config { level: 10, ..PLAIN }.validate(), Err(ConfigError::Level(10)));
+    assert_eq!(Config { large_level: 11, ..PLAIN }.validate(), Err(ConfigError::Level(11)));
     let c = Config::default();
     assert!(!c.compresses(63));
     assert!(c.compresses(64));
+    assert_eq!((c.level_for(LARGE_MESSAGE - 1), c.level_for(LARGE_MESSAGE)), (6, 1));
 }
 
 fn inflate_all(inflater: &mut Inflater, frames: &[&[u8]], max: usize) -> Result<Vec<u8>, InflateError> {
@@ -367,8 +370,8 @@ fn shared_compression_is_the_same_bytes_for_every_connection() {
     let message = br#"{"channel":"prices","id":"1700000000000-0","data":{"bid":101.25,"ask":101.5}}"#.repeat(10);
     let key = SharedKey { window_bits: 15, level: 1 };
     let mut shared = SharedCompressor::new();
-    let a = shared.deflate_shared(key, &message);
-    let b = shared.deflate_shared(key, &message);
+    let a = shared.deflate_shared(key, &message).unwrap();
+    let b = shared.deflate_shared(key, &message).unwrap();
     assert_eq!(a, b, "reset after each message: no message depends on the one before");
     let mut own = vec![];
     Deflater::new(&NO_TAKEOVER, 1).deflate(&message, &mut own);
@@ -378,9 +381,13 @@ fn shared_compression_is_the_same_bytes_for_every_connection() {
         assert_eq!(inflate_all(&mut Inflater::new(&NO_TAKEOVER), &[&a], 1 << 16).unwrap(), message);
     }
     let small = SharedKey { window_bits: 9, level: 1 };
-    let c = shared.deflate_shared(small, &message);
+    let c = shared.deflate_shared(small, &message).unwrap();
     assert_eq!(shared.keys().collect::<Vec<_>>(), [key, small]);
     assert_eq!(raw_inflate(9, &c).unwrap(), message);
+    // Random bytes do not shrink: better sent uncompressed.
+    let mut rng = 1u32;
+    let noise: Vec<u8> = (0..2000).map(|_| { rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345); (rng >> 16) as u8 }).collect();
+    assert_eq!(shared.deflate_shared(key, &noise), None);
 }
 
 /// The peer's deflate as flate2 does it, with a sync flush and the tail removed.
