@@ -184,7 +184,11 @@ impl ReplyDecoder {
     }
 
     /// Appends bytes read from the socket. The reply handed out by the last poll is released.
+    /// After an error the bytes are dropped.
     pub fn feed(&mut self, data: &[u8]) {
+        if self.error.is_some() {
+            return; // The stream lost its framing: nothing more is kept.
+        }
         self.release();
         if self.start == self.buf.len() {
             self.buf.clear();
