@@ -119,6 +119,7 @@ impl Inflater {
             } else {
                 let want = room.min(CHUNK);
                 let at = out.len();
+                reserve_within(out, want, at + room);
                 out.resize(at + want, 0);
                 let status = state.decompress(input, &mut out[at..], FlushDecompress::Sync);
                 let written = (state.total_out() - out_before) as usize;
@@ -139,5 +140,16 @@ impl Inflater {
                 _ => {}
             }
         }
+    }
+}
+
+/// Makes room for `want` more bytes in `out`, growing it geometrically as `Vec` does but never
+/// past `cap` bytes (the message limit, from where the message started): memory stays within
+/// the limit, not twice it.
+fn reserve_within(out: &mut Vec<u8>, want: usize, cap: usize) {
+    let need = out.len() + want;
+    if need > out.capacity() {
+        let target = (out.capacity() * 2).clamp(need, cap.max(need));
+        out.reserve_exact(target - out.len());
     }
 }
