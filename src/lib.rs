@@ -12,8 +12,10 @@
 #![deny(warnings, missing_debug_implementations, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod deflate;
 pub mod frame;
 pub mod message;
+pub mod resp;
 mod pool;
 pub mod queue;
 pub mod schema;

@@ -1,0 +1,155 @@
+//! Inflating received messages, bounded by the caller's message limit.
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::{InflateError, Params, TAIL};
+
+/// Output is produced in pieces of at most this size, each checked against the limit, so
+/// neither memory nor CPU goes past the limit by more than one piece's work.
+const CHUNK: usize = 16 << 10;
+
+/// Inflates a connection's compressed messages (RFC 7692 §7.2.2): feed [`Inflater::inflate`] the
+/// payload of each frame of a message whose first frame had RSV1, `fin` on the last.
+///
+/// With client context takeover the state (a window of `2^client_max_window_bits` bytes and
+/// zlib's tables) lives as long as the connection; without it, it is dropped at the end of
+/// each message and made again at the next one, so an idle connection holds nothing.
+#[derive(Debug)]
+pub struct Inflater {
+    window_bits: u8,
+    context_takeover: bool,
+    state: Option<Box<Decompress>>,
+    /// Bytes inflated of the current message.
+    produced: usize,
+    /// Payload bytes received of the current message.
+    received: usize,
+    /// The current message's stream had a final block (BFINAL): nothing more is inflated.
+    ended: bool,
+    failed: Option<InflateError>,
+}
+
+impl Inflater {
+    /// An inflater for the client's side of `params`. A window of 8 bits is inflated with 9:
+    /// a larger window reads any stream a smaller one made.
+    pub fn new(params: &Params) -> Inflater {
+        Inflater {
+            window_bits: params.client_max_window_bits.max(9),
+            context_takeover: !params.client_no_context_takeover,
+            state: None,
+            produced: 0,
+            received: 0,
+            ended: false,
+            failed: None,
+        }
+    }
+
+    /// True while a state is allocated (between messages only with context takeover).
+    pub fn holds_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Appends the inflated bytes of one frame's `payload` to `out`; `fin` ends the message. At
+    /// most `max_message_len` bytes are produced for a message, counting its earlier frames: as
+    /// soon as one more would be, [`InflateError::TooBig`]. After an error every call fails:
+    /// the connection is to be closed ([`InflateError::close_code`]).
+    pub fn inflate(&mut self, payload: &[u8], fin: bool, out: &mut Vec<u8>, max_message_len: usize) -> Result<(), InflateError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        self.received += payload.len();
+        let result = self.run(payload, out, max_message_len).and_then(|()| {
+            // A message of no payload at all is the empty message: zlib-based senders write
+            // nothing for it after another message, and the tail alone would leave the stream
+            // in the middle of a block header.
+            if fin && !self.ended && self.received > 0 {
+                self.run(&TAIL, out, max_message_len)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Err(e) => {
+                self.failed = Some(e);
+                self.state = None;
+                Err(e)
+            }
+            Ok(()) => {
+                if fin {
+                    self.end_message();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn end_message(&mut self) {
+        self.produced = 0;
+        self.received = 0;
+        if !self.context_takeover {
+            self.state = None;
+        } else if self.ended {
+            // A final block ended the stream; the next message starts a new one. A client that
+            // kept its window across it would refer back past this reset, and fail as corrupt.
+            if let Some(s) = self.state.as_mut() {
+                s.reset(false);
+            }
+        }
+        self.ended = false;
+    }
+
+    fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+        let window_bits = self.window_bits;
+        let state = self.state.get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, window_bits)));
+        loop {
+            if self.ended {
+                // After a final block (BFINAL) the stream is over: what follows, the appended
+                // tail or a sender's padding (RFC 7692 §7.2.3.4 shows one), is not inflated.
+                return Ok(());
+            }
+            let room = max - self.produced;
+            let (in_before, out_before) = (state.total_in(), state.total_out());
+            let (status, want) = if room == 0 {
+                // At the limit: one more byte of output, were there any, is too many.
+                let mut probe = [0u8; 1];
+                let status = state.decompress(input, &mut probe, FlushDecompress::Sync).map_err(|_| InflateError::Corrupt)?;
+                if state.total_out() > out_before {
+                    return Err(InflateError::TooBig { max });
+                }
+                (status, 1)
+            } else {
+                let want = room.min(CHUNK);
+                let at = out.len();
+                reserve_within(out, want, at + room);
+                out.resize(at + want, 0);
+                let status = state.decompress(input, &mut out[at..], FlushDecompress::Sync);
+                let written = (state.total_out() - out_before) as usize;
+                out.truncate(at + written);
+                (status.map_err(|_| InflateError::Corrupt)?, want)
+            };
+            let consumed = (state.total_in() - in_before) as usize;
+            let written = (state.total_out() - out_before) as usize;
+            self.produced += written;
+            input = &input[consumed..];
+            match status {
+                Status::StreamEnd => self.ended = true,
+                // Output room left over with all input taken: nothing is pending.
+                _ if input.is_empty() && written < want => return Ok(()),
+                _ if consumed == 0 && written == 0 => {
+                    return if input.is_empty() { Ok(()) } else { Err(InflateError::Corrupt) };
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Makes room for `want` more bytes in `out`, growing it geometrically as `Vec` does but never
+/// past `cap` bytes (the message limit, from where the message started): memory stays within
+/// the limit, not twice it.
+fn reserve_within(out: &mut Vec<u8>, want: usize, cap: usize) {
+    let need = out.len() + want;
+    if need > out.capacity() {
+        let target = (out.capacity() * 2).clamp(need, cap.max(need));
+        out.reserve_exact(target - out.len());
+    }
+}
