@@ -23,7 +23,7 @@ T             ?= t/
 DEB_PACKAGES = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core \
                lua-nginx-websocket libluajit2-5.1-dev luajit2 protobuf-compiler \
                libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
-               libhttp-message-perl liburi-perl
+               libhttp-message-perl liburi-perl redis-server
 
 # The clients' tests: Debian's Chromium and its driver; Python packages in a venv under target/.
 CLIENT_DEB_PACKAGES = chromium chromium-driver python3-venv
