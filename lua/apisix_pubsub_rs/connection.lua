@@ -116,6 +116,10 @@ function _M.new(opts)
     if on_full ~= nil and on_full ~= "error" and on_full ~= "close" then
         return nil, "bad option on_full: \"error\" or \"close\" expected, got " .. tostring(on_full)
     end
+    local unknown = opts.unknown_command
+    if unknown ~= nil and unknown ~= "named" and unknown ~= "plain" then
+        return nil, "bad option unknown_command: \"named\" or \"plain\" expected, got " .. tostring(unknown)
+    end
 
     local sock
     sock, err = require("apisix_pubsub_rs.handshake").accept()
@@ -152,6 +156,7 @@ function _M.new(opts)
             wake = semaphore.new(),     -- the writer waits on it for output
             drained = semaphore.new(),  -- the reader waits on it for the writer
             close_on_full = on_full == "close",
+            plain_unknown = unknown == "plain", -- "unknown command" without the name (APISIX >= 3.0)
             ended = false,              -- send() returns "closed" from then on
             reason = nil,               -- what wait() returns when a push ended the connection
         },
@@ -310,7 +315,7 @@ local function serve_command(self, ev)
     local handler = self.cmd_handler[name]
     if not handler then
         ngx_log(ERR, "pubsub callback handler not registered for the command, command: ", name)
-        local msg = "unknown command: " .. name
+        local msg = self.io.plain_unknown and "unknown command" or "unknown command: " .. name
         C.session_reply_error(sess, msg, #msg)
         return
     end

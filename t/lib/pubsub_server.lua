@@ -9,7 +9,7 @@ local _M = {}
 local function opts_from_args()
     local args = ngx.req.get_uri_args()
     local opts = {}
-    for _, k in ipairs({ "max_payload_len", "max_message_len", "timeout", "fragment_size" }) do
+    for _, k in ipairs({ "max_payload_len", "max_message_len", "timeout", "fragment_size", "unknown_command" }) do
         if args[k] then
             opts[k] = tonumber(args[k]) or args[k]
         end

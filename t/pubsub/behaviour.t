@@ -787,3 +787,30 @@ stall: 1008
 wait returned: timeout in the middle of a frame
 --- no_error_log
 [error]
+
+
+
+=== TEST 25: unknown_command words the reply to a command without a handler as the seed or as APISIX 3 does
+--- config
+    location /t {
+        content_by_lua_block {
+            local rawws = require("rawws")
+            for _, style in ipairs({ "", "?unknown_command=named", "?unknown_command=plain" }) do
+                local ws = rawws.connect("/pubsub" .. style)
+                ws:send(ws.req({ sequence = 1, cmd_empty = {} }))
+                ngx.say(style, ": ", assert(ws:resp()).error_resp.message)
+                ws:send(ws.close_frame(1000))
+                ws:close_code()
+            end
+            local ws = rawws.connect("/pubsub?unknown_command=loud")
+            ngx.say("bad option: ", ws.status)
+        }
+    }
+--- response_body
+: unknown command: cmd_empty
+?unknown_command=named: unknown command: cmd_empty
+?unknown_command=plain: unknown command
+bad option: 400
+--- error_log
+pubsub callback handler not registered for the command, command: cmd_empty
+failed to initialize pubsub module, err: bad option unknown_command: "named" or "plain" expected, got loud
