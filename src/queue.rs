@@ -73,10 +73,11 @@ pub struct OutputQueue {
     largest: usize,
     /// Whether anything was consumed (written) yet.
     wrote: bool,
-    /// Bytes ever queued and ever consumed: positions in the whole output, so that a push's end
-    /// stays put while the buffer is reused.
+    /// Bytes ever queued, and ever written (as the writer confirms them, see
+    /// [`OutputQueue::written`]): positions in the whole output, so that a push's end stays put
+    /// while the buffer is reused.
     total_queued: u64,
-    total_consumed: u64,
+    total_written: u64,
     /// Where each push still (partly) queued ends, in `total_*` positions, oldest first.
     pushes: VecDeque<u64>,
 }
@@ -108,7 +109,7 @@ impl OutputQueue {
             largest: 0,
             wrote: false,
             total_queued: 0,
-            total_consumed: 0,
+            total_written: 0,
             pushes: VecDeque::new(),
         }
     }
@@ -118,9 +119,19 @@ impl OutputQueue {
         self.fragment.is_some_and(|n| n > 0)
     }
 
-    /// Pushes queued and not yet wholly consumed.
+    /// Pushes queued and not yet wholly written.
     pub fn unsent_pushes(&self) -> usize {
         self.pushes.len()
+    }
+
+    /// Notes that `n` more bytes taken from the queue reached the socket: a write succeeded. Bytes
+    /// are taken ([`OutputQueue::consume`]) before the write that may fail; only written ones make
+    /// a push sent.
+    pub fn written(&mut self, n: usize) {
+        self.total_written += n as u64;
+        while self.pushes.front().is_some_and(|&end| end <= self.total_written) {
+            self.pushes.pop_front();
+        }
     }
 
     /// Marks the frames queued last, up to the end of the queue, as a push.
@@ -214,10 +225,6 @@ impl OutputQueue {
     /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
     pub fn consume(&mut self, mut n: usize) {
         self.wrote |= n > 0;
-        self.total_consumed += n as u64;
-        while self.pushes.front().is_some_and(|&end| end <= self.total_consumed) {
-            self.pushes.pop_front();
-        }
         while n > 0 {
             match self.held.front() {
                 Some(r) if r.at == self.sent => {
@@ -481,6 +488,7 @@ mod tests {
                     _ => {
                         // A write of up to `step` bytes.
                         let out = drain_some(&mut q, &values, step);
+                        q.written(out.len());
                         sent.extend_from_slice(&out);
                         false
                     }
@@ -497,7 +505,10 @@ mod tests {
                 let unsent = push_ends.iter().filter(|&&end| end > sent.len()).count();
                 proptest::prop_assert_eq!(q.unsent_pushes(), unsent);
             }
-            sent.extend_from_slice(&drain(&mut q, &values, 777));
+            let rest = drain(&mut q, &values, 777);
+            proptest::prop_assert_eq!(q.unsent_pushes(), push_ends.iter().filter(|&&end| end > sent.len()).count(), "taken is not written");
+            q.written(rest.len());
+            sent.extend_from_slice(&rest);
             proptest::prop_assert!(sent == expected);
             proptest::prop_assert_eq!(q.unsent_pushes(), 0);
         }

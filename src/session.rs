@@ -397,9 +397,14 @@ impl Session {
         }
     }
 
-    /// Pushes queued and not yet wholly sent.
+    /// Pushes queued and not yet wholly written.
     pub fn unsent_pushes(&self) -> usize {
         self.out.unsent_pushes()
+    }
+
+    /// Notes that a write of `n` bytes taken from the queue succeeded.
+    pub fn written(&mut self, n: usize) {
+        self.out.written(n);
     }
 
     /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the
@@ -879,7 +884,11 @@ mod tests {
         pong_state(&mut s, b"b");
         push_pong(&mut s, -3, b"after").unwrap();
         assert_eq!(s.unsent_pushes(), 3);
-        let got: Vec<i64> = drain(&mut s).iter().map(|f| pong_of(f).0).collect();
+        let out = peek(&s, usize::MAX);
+        s.consume(out.len());
+        assert_eq!(s.unsent_pushes(), 3, "taken, not yet written");
+        s.written(out.len());
+        let got: Vec<i64> = frames(&out).iter().map(|f| pong_of(f).0).collect();
         assert_eq!(got, [-1, -2, 1, 2, -3]);
         assert_eq!(s.unsent_pushes(), 0);
     }

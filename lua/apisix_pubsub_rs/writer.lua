@@ -86,6 +86,7 @@ function _M.flush(conn, due)
         if err then
             return nil, err
         end
+        C.session_written(sess, size)
     end
     return true
 end

@@ -252,6 +252,7 @@ exports! {
     session::session_unsent_pushes([*const LuaSession]) -> [usize];
     session::session_ended([*const LuaSession]) -> [c_int];
     session::session_abandon([*mut LuaSession]) -> [()];
+    session::session_written([*mut LuaSession], [usize]) -> [()];
     encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
     encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
     encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];

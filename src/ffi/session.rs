@@ -399,3 +399,14 @@ pub unsafe extern "C" fn session_abandon(s: *mut LuaSession) {
         guard((), || ls.session.abandon())
     }
 }
+
+/// Notes that a write of `n` bytes taken from the queue succeeded (pushes in it count as sent).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_written(s: *mut LuaSession, n: usize) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.session.written(n))
+    }
+}

@@ -322,9 +322,8 @@ impl RequestDecoder {
         if let Some(cmd) = command {
             let msg = schema.target(cmd).expect("commands are messages");
             out.fields(schema, buf, msg, first.0, first.1, 1)?;
-            for i in 0..parts.len() {
-                let (start, end) = parts[i];
-                out.fields(schema, buf, msg, start, end, 1)?;
+            for part in parts.iter() {
+                out.fields(schema, buf, msg, part.0, part.1, 1)?;
             }
         }
         Ok(Request { sequence, command, ops: &self.out.ops, text: &self.out.text })

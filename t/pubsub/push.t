@@ -397,3 +397,22 @@ client 2: 2 true
 client 3: 2 true
 [^\n]*bad sequence: a message carries its own
 nilfailed to encode the message: field 'state' of PongResp expects a string, got number
+
+
+
+=== TEST 12: a peer that goes away with pushes queued: they are dropped, and counted at info level
+--- config
+    location /t {
+        content_by_lua_block {
+            local ws = require("rawws").connect("/push?producer=large&size=4000000&max_queue_bytes=5000000")
+            ngx.say("first bytes: ", #assert(ws.sock:receive(2)))
+            ws:close()
+            ngx.sleep(0.5)
+        }
+    }
+--- response_body
+first bytes: 2
+--- error_log eval
+qr/pubsub connection ended with 1 pushes not sent/
+--- no_error_log
+[crit]
