@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::schema::{Field, Kind, Message, Schema};
+use crate::schema::{Field, Kind, Schema};
 use crate::wire::{self, WireType};
 
 /// A reply that could not be encoded. The Lua side names the field; this says what was wrong.
@@ -47,13 +47,17 @@ pub struct Ref {
 
 #[derive(Debug)]
 struct Open {
-    field: Field,
     /// Index of the one byte reserved for the length.
     len_at: usize,
     /// Bytes held by reference before this message was opened.
     held_before: usize,
-    /// The message whose fields were being written before this one was opened.
-    parent: Message,
+    /// The field's number and id.
+    number: u32,
+    id: u16,
+    /// The index of the message whose fields were being written before this one was opened.
+    parent: u16,
+    /// A packed array of numbers, not a nested message.
+    packed: bool,
 }
 
 /// Encodes `PubSubResp` messages field by field, as the Lua side walks a reply table.
@@ -73,7 +77,8 @@ pub struct ReplyEncoder {
     refs: Vec<Ref>,
     held: usize,
     stack: Vec<Open>,
-    current: Message,
+    /// The index of the message whose fields are being written.
+    current: u16,
     schema: Arc<Schema>,
 }
 
@@ -93,7 +98,7 @@ pub struct Taken<'a> {
 impl ReplyEncoder {
     /// An encoder of replies of `schema`, with an empty buffer.
     pub fn new(schema: Arc<Schema>) -> ReplyEncoder {
-        let current = schema.response();
+        let current = schema.response().index;
         ReplyEncoder { buf: Vec::new(), base: 0, refs: Vec::new(), held: 0, stack: Vec::new(), current, schema }
     }
 
@@ -121,7 +126,7 @@ impl ReplyEncoder {
         self.refs.clear();
         self.held = 0;
         self.stack.clear();
-        self.current = self.schema.response();
+        self.current = self.schema.response().index;
         if sequence != 0 {
             wire::put_tag(&mut self.buf, 1, WireType::Varint);
             wire::put_varint(&mut self.buf, sequence as u64);
@@ -134,8 +139,8 @@ impl ReplyEncoder {
     fn field(&self, id: u32) -> Result<Field, EncodeError> {
         let field = self.schema.field(id).ok_or(EncodeError::NotInMessage)?;
         let allowed = match self.stack.last() {
-            Some(open) if open.field.kind != Kind::Message => open.field.id == field.id,
-            _ => field.owner == self.current.index,
+            Some(open) if open.packed => open.id == field.id,
+            _ => field.owner == self.current,
         };
         if allowed {
             Ok(field)
@@ -146,7 +151,7 @@ impl ReplyEncoder {
 
     /// True when values go into an open packed array: no tag before each one.
     fn in_packed(&self, field: Field) -> bool {
-        self.stack.last().is_some_and(|o| o.field.id == field.id && field.kind != Kind::Message)
+        self.stack.last().is_some_and(|o| o.packed && o.id == field.id)
     }
 
     fn skip_default(&self, field: Field, is_default: bool) -> bool {
@@ -340,8 +345,10 @@ impl ReplyEncoder {
         }
         wire::put_tag(&mut self.buf, field.number, WireType::Len);
         self.buf.push(0);
-        self.stack.push(Open { field, len_at: self.buf.len() - 1, held_before: self.held, parent: self.current });
-        if let Some(target) = self.schema.target(field) {
+        let packed = field.kind != Kind::Message;
+        let len_at = self.buf.len() - 1;
+        self.stack.push(Open { len_at, held_before: self.held, number: field.number, id: field.id, parent: self.current, packed });
+        if let Some(target) = field.target {
             self.current = target;
         }
         Ok(())
@@ -369,8 +376,8 @@ impl ReplyEncoder {
             v >>= 7;
         }
         // An empty packed array is no array at all.
-        if len == 0 && open.field.kind != Kind::Message {
-            let tag_len = wire::varint_len((u64::from(open.field.number) << 3) | 2);
+        if len == 0 && open.packed {
+            let tag_len = wire::varint_len((u64::from(open.number) << 3) | 2);
             self.buf.truncate(open.len_at - tag_len);
         }
         Ok(())
@@ -431,6 +438,7 @@ impl ReplyEncoder {
     }
 
     /// Writes `pong_resp {state}` as the reply member, right after `begin` / `begin_in`.
+    #[inline]
     pub fn put_pong(&mut self, state: &[u8]) {
         let k = *self.schema.known();
         let _ = self.open(u32::from(k.pong));
