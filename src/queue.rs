@@ -256,9 +256,31 @@ impl OutputQueue {
         }
     }
 
+    /// Drops the sent front of the buffer when it is at least as large as what is left to send
+    /// (so each byte moves at most about once): a queue that never empties, behind a slow reader
+    /// with pushes coming, then stays within about twice what it holds.
+    fn compact(&mut self) {
+        let sent = self.sent;
+        if sent == 0 || self.lent.is_some() || sent < self.queued - sent {
+            return;
+        }
+        self.buf.drain(..sent);
+        for r in self.held.iter_mut() {
+            r.at -= sent;
+        }
+        self.queued -= sent;
+        self.sent = 0;
+    }
+
+    /// The buffer's capacity (for tests and memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Appends frames that `write` encodes (control frames, a close).
     pub fn push_frames(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         debug_assert!(self.lent.is_none(), "frames queued while a message is lent out");
+        self.compact();
         pool::refill(&mut self.buf);
         let before = self.buf.len();
         write(&mut self.buf);
@@ -274,6 +296,7 @@ impl OutputQueue {
             // Lent and never given back (a caller that lost it): what was queued is kept.
             self.buf.clear();
         }
+        self.compact();
         let room = if hint > 0xffff { 10 } else { 4 };
         let at = self.queued;
         let mut buf = std::mem::take(&mut self.buf);
@@ -533,5 +556,37 @@ mod tests {
             q.consume(n);
         }
         out
+    }
+
+    #[test]
+    fn a_queue_that_never_empties_does_not_grow() {
+        let mut q = OutputQueue::new(None);
+        let mut e = ReplyEncoder::new(Schema::builtin());
+        let values: Vec<Vec<u8>> = (0..2000).map(|i| vec![b'h'; 100 + i % 7]).collect();
+        let mut peak = 0;
+        for i in 0..2000usize {
+            // A push copied, a push held, a reply: and a write of a little less than came in.
+            q.push_copy(&[b'c'; 90], usize::MAX).unwrap();
+            q.push_held(i as u32, values[i].len(), usize::MAX).unwrap();
+            pong(&mut q, &mut e, i as i64, b"r", None);
+            let mut left = 200;
+            while left > 0 {
+                let n = match q.chunk(left) {
+                    Some(Chunk::Bytes(b)) => b.len(),
+                    Some(Chunk::Held { len, .. }) => len.min(left),
+                    None => break,
+                };
+                q.consume(n);
+                left -= n;
+            }
+            if i > 100 {
+                peak = peak.max(q.capacity());
+            }
+        }
+        let pending = q.pending();
+        assert!(pending > 10_000, "the reader is slow: {pending} bytes wait");
+        assert!(peak < 8 * 4096 + 2 * pending, "the buffer kept its sent front: {peak} bytes for {pending} pending");
+        let all = drain(&mut q, &values, 1000);
+        assert_eq!(all.len(), pending);
     }
 }
