@@ -564,10 +564,10 @@ mod tests {
         let mut e = ReplyEncoder::new(Schema::builtin());
         let values: Vec<Vec<u8>> = (0..2000).map(|i| vec![b'h'; 100 + i % 7]).collect();
         let mut peak = 0;
-        for i in 0..2000usize {
+        for (i, v) in values.iter().enumerate() {
             // A push copied, a push held, a reply: and a write of a little less than came in.
             q.push_copy(&[b'c'; 90], usize::MAX).unwrap();
-            q.push_held(i as u32, values[i].len(), usize::MAX).unwrap();
+            q.push_held(i as u32, v.len(), usize::MAX).unwrap();
             pong(&mut q, &mut e, i as i64, b"r", None);
             let mut left = 200;
             while left > 0 {
