@@ -80,7 +80,7 @@ deps:
 deps-clients:
 	$(call install-debs,$(CLIENT_DEB_PACKAGES))
 
-test: deps build test-rust test-t test-clients test-rock test-install
+test: deps build test-rust test-t test-clients test-rock test-install test-bench-results
 
 test-rust:
 	$(CARGO) clippy --release --all-targets -- -D warnings -W clippy::undocumented_unsafe_blocks
@@ -118,6 +118,16 @@ test-rock: build
 # make install / uninstall APISIX_DIR=... against a temp fake APISIX tree.
 test-install: build
 	./scripts/test-install.sh
+
+# bench/results holds the runs BENCHMARKS.md cites, and only those.
+test-bench-results:
+	@for f in $$(git ls-files 'bench/results/*' 2>/dev/null); do \
+	    grep -qF "$$f" BENCHMARKS.md || { echo "$$f is committed, but BENCHMARKS.md does not cite it" >&2; exit 1; }; \
+	done
+	@for f in $$(grep -o 'bench/results/[A-Za-z0-9._-]*' BENCHMARKS.md | sort -u); do \
+	    [ -f "$$f" ] || { echo "BENCHMARKS.md cites $$f, which is not there" >&2; exit 1; }; \
+	done
+	@echo "test-bench-results: every run BENCHMARKS.md cites is in bench/results, and nothing else is"
 
 loadgen:
 	cd loadgen && $(CARGO) build --release
