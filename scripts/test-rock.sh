@@ -18,7 +18,22 @@ lib="$tree/lib/lua/5.1/apisix_pubsub_rs.so" shim="$tree/share/lua/5.1/apisix/cor
 [ -f "$lib" ] && [ -f "$shim" ] || { echo "test-rock: the rock lacks $lib or $shim" >&2; exit 1; }
 
 dir="$tree/nginx"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# Bash's /dev/tcp, so nothing beyond bash is needed: a port nobody answers on, then one GET.
+port=""
+for _ in $(seq 20); do
+    p=$((20000 + RANDOM % 20000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port=$p; break; }
+done
+[ -n "$port" ] || { echo "test-rock: no free port found" >&2; exit 1; }
+get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    local response
+    response="$(cat <&3)"
+    exec 3<&-
+    grep -q '^HTTP/1\.[01] 200' <<<"$response" || return 1
+    sed '1,/^\r\{0,1\}$/d' <<<"$response"
+}
 mkdir -p "$dir/conf" "$dir/logs"
 # Only the rock's tree is searched for the modules (t/lib gives the test client, nothing more).
 cat > "$dir/conf/nginx.conf" <<CONF
@@ -58,7 +73,7 @@ CONF
 master=$!
 body=""
 for _ in $(seq 50); do
-    body="$(curl -sf "http://127.0.0.1:$port/t" 2>/dev/null)" && break
+    body="$(get /t 2>/dev/null)" && break
     kill -0 "$master" 2>/dev/null || break
     sleep 0.1
 done
