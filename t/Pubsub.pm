@@ -78,13 +78,14 @@ sub add_paths {
     &{"${Backend}::add_block_preprocessor"}(\&add_paths);
 }
 
-# The preamble of the suites whose blocks talk to the shared /pubsub location ($ServerLocation):
-# one repeat, info logs, no root location; every block gets the location, and GET /t unless it
-# names a request. Options:
+# The preamble of the suites whose blocks talk to a shared server location ($ServerLocation unless
+# told): one repeat, info logs, no root location; every block gets the location, and GET /t unless
+# it names a request. Options:
+#   location     => TEXT   the server's config instead of $ServerLocation
 #   no_error_log => TEXT   the block's no_error_log when it has neither error_log nor no_error_log
 #   http_config  => TEXT   put before every block's own http_config
 sub server_suite {
-    my %opt = @_;
+    my %opt = (location => $ServerLocation, @_);
     no strict 'refs';
     &{"${Backend}::$_"}() for qw(no_long_string no_root_location);
     &{"${Backend}::repeat_each"}(1);
@@ -95,7 +96,7 @@ sub server_suite {
             $block->set_value('no_error_log', $opt{no_error_log});
         }
         $block->set_value('request', 'GET /t') unless defined $block->request;
-        $block->set_value('config', $ServerLocation . ($block->config // ''));
+        $block->set_value('config', $opt{location} . ($block->config // ''));
         if (defined $opt{http_config}) {
             $block->set_value('http_config', $opt{http_config} . ($block->http_config // ''));
         }
