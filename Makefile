@@ -1,17 +1,23 @@
 # apisix-pubsub-rs: build, test, run, install.
 #
 #   make            release build: target/release/libapisix_pubsub_rs.so
-#   make test       cargo tests + every .t suite + the clients' tests (installs what is missing first)
+#   make test       cargo tests + every .t suite + the clients' tests + the rock and install checks
+#                   (installs what is missing first)
 #   make test-clients  the Python client/CLI and the browser page (pytest, headless Chromium)
 #   make run        demo nginx on 127.0.0.1:9080 serving /pubsub and the page on /, in the
 #                   foreground (Ctrl-C stops); also installs the Python CLI in $(CLIENTS_VENV)
-#   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
+#   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR);
+#                   with APISIX_DIR=<an APISIX tree>: into that tree, its pubsub.lua kept as pubsub.lua.orig
+#   make uninstall  APISIX_DIR=<an APISIX tree>: removes both and puts pubsub.lua.orig back
 #   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak (minutes)
 #   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original)
 #   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
-#   make deps       only the Debian packages
+#   make deps       only the Debian packages (deps-run: only those make run needs)
 #   make docs       docs/architecture.svg from docs/architecture.dot (Graphviz)
+#
+# The runtime (Debian's nginx packages, or an OpenResty named by OPENRESTY_PREFIX, TEST_NGINX_BINARY
+# or an openresty on PATH) is what scripts/runtime.sh decides; on OpenResty no nginx package is installed.
 
 PREFIX        ?= /usr/local
 LUA_LIB_DIR   ?= $(PREFIX)/lib/lua/5.1
@@ -20,10 +26,17 @@ CARGO         ?= cargo
 PROVE         ?= prove
 T             ?= t/
 
-DEB_PACKAGES = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core \
-               lua-nginx-websocket libluajit2-5.1-dev luajit2 protobuf-compiler \
+# Debian's runtime: what make run needs, and what the suites add to it (their websocket client).
+DEB_RUN_PACKAGES  = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
+DEB_RUN_TEST_PACKAGES = lua-nginx-websocket
+# What make test needs on any runtime: cargo's tests (LuaJIT), protoc, the rock check, the .t runner.
+DEB_TEST_PACKAGES = libluajit2-5.1-dev luajit2 protobuf-compiler luarocks \
                libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
                libhttp-message-perl liburi-perl redis-server
+RUNTIME = $(shell scripts/runtime.sh --kind)
+DEB_RUNTIME = $(if $(filter debian,$(RUNTIME)),$(1))
+# All of them for this runtime (make deps DEB_PACKAGES=x installs x alone).
+DEB_PACKAGES = $(call DEB_RUNTIME,$(DEB_RUN_PACKAGES) $(DEB_RUN_TEST_PACKAGES)) $(DEB_TEST_PACKAGES)
 
 # The clients' tests: Debian's Chromium and its driver; Python packages in a venv under target/.
 CLIENT_DEB_PACKAGES = chromium chromium-driver python3-venv
@@ -35,7 +48,8 @@ CLIENT_SOURCES = proto/pubsub.proto clients/python/pyproject.toml clients/python
 
 LIB = target/release/libapisix_pubsub_rs.so
 
-.PHONY: all build test test-rust test-t test-clients deps deps-clients client web-deps docs run install \
+.PHONY: all build test test-rust test-t test-clients test-rock test-install test-bench-results deps deps-run \
+        deps-clients client web-deps docs run install uninstall \
         valgrind soak loadgen bench instructions clean
 
 all: build
@@ -57,13 +71,16 @@ define install-debs
 	fi
 endef
 
+deps-run:
+	$(call install-debs,$(call DEB_RUNTIME,$(DEB_RUN_PACKAGES)))
+
 deps:
 	$(call install-debs,$(DEB_PACKAGES))
 
 deps-clients:
 	$(call install-debs,$(CLIENT_DEB_PACKAGES))
 
-test: deps build test-rust test-t test-clients
+test: deps build test-rust test-t test-clients test-rock test-install test-bench-results
 
 test-rust:
 	$(CARGO) clippy --release --all-targets -- -D warnings -W clippy::undocumented_unsafe_blocks
@@ -94,6 +111,24 @@ docs/architecture.svg: docs/architecture.dot
 	@command -v dot >/dev/null || $(MAKE) --no-print-directory deps DEB_PACKAGES=graphviz
 	dot -Tsvg $< -o $@
 
+# The rockspec, installed into a temp tree and required from there by a real nginx.
+test-rock: build
+	./scripts/test-rock.sh
+
+# make install / uninstall APISIX_DIR=... against a temp fake APISIX tree.
+test-install: build
+	./scripts/test-install.sh
+
+# bench/results holds the runs BENCHMARKS.md cites, and only those.
+test-bench-results:
+	@for f in $$(git ls-files 'bench/results/*' 2>/dev/null); do \
+	    grep -qF "$$f" BENCHMARKS.md || { echo "$$f is committed, but BENCHMARKS.md does not cite it" >&2; exit 1; }; \
+	done
+	@for f in $$(grep -o 'bench/results/[A-Za-z0-9._-]*' BENCHMARKS.md | sort -u); do \
+	    [ -f "$$f" ] || { echo "BENCHMARKS.md cites $$f, which is not there" >&2; exit 1; }; \
+	done
+	@echo "test-bench-results: every run BENCHMARKS.md cites is in bench/results, and nothing else is"
+
 loadgen:
 	cd loadgen && $(CARGO) build --release
 
@@ -111,13 +146,36 @@ valgrind: deps build
 	@command -v valgrind >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	./scripts/valgrind.sh
 
-run: deps build client web-deps
+run: deps-run build client web-deps
 	@./scripts/demo.sh
 
+# Into an APISIX tree: the library where its lua_package_cpath looks (deps/lib64/lua/5.1 when the
+# tree has it, else deps/lib/lua/5.1, both in apisix/cli/ngx_tpl.lua), the shim over
+# apisix/core/pubsub.lua, the original kept once as pubsub.lua.orig.
+APISIX_CPATH_DIR = $(if $(wildcard $(APISIX_DIR)/deps/lib64/lua/5.1),$(APISIX_DIR)/deps/lib64/lua/5.1,$(APISIX_DIR)/deps/lib/lua/5.1)
+APISIX_PUBSUB = $(APISIX_DIR)/apisix/core/pubsub.lua
+
 install: build
+ifdef APISIX_DIR
+	@test -f $(APISIX_PUBSUB) || { echo "install: $(APISIX_PUBSUB) not found: APISIX_DIR must be an APISIX tree" >&2; exit 1; }
+	install -d $(APISIX_CPATH_DIR)
+	install -m 0755 $(LIB) $(APISIX_CPATH_DIR)/apisix_pubsub_rs.so
+	test -f $(APISIX_PUBSUB).orig || cp -p $(APISIX_PUBSUB) $(APISIX_PUBSUB).orig
+	install -m 0644 lua/apisix/core/pubsub.lua $(APISIX_PUBSUB)
+else
 	install -d $(DESTDIR)$(LUA_LIB_DIR) $(DESTDIR)$(LUA_SHARE_DIR)/apisix/core
 	install -m 0755 $(LIB) $(DESTDIR)$(LUA_LIB_DIR)/apisix_pubsub_rs.so
 	install -m 0644 lua/apisix/core/pubsub.lua $(DESTDIR)$(LUA_SHARE_DIR)/apisix/core/pubsub.lua
+endif
+
+uninstall:
+ifdef APISIX_DIR
+	@test -f $(APISIX_PUBSUB).orig || { echo "uninstall: no $(APISIX_PUBSUB).orig to restore" >&2; exit 1; }
+	rm -f $(APISIX_CPATH_DIR)/apisix_pubsub_rs.so
+	mv $(APISIX_PUBSUB).orig $(APISIX_PUBSUB)
+else
+	rm -f $(DESTDIR)$(LUA_LIB_DIR)/apisix_pubsub_rs.so $(DESTDIR)$(LUA_SHARE_DIR)/apisix/core/pubsub.lua
+endif
 
 clean:
 	$(CARGO) clean

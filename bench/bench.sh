@@ -4,9 +4,11 @@
 # connections x depth x state size run against each server in alternation. Each cell starts fresh
 # nginx instances, a worker of its own per server, so a worker's RSS in a cell is that server's in
 # that cell: not another server's, nor what an earlier cell left behind.
-# Writes one JSON line per run to bench/results/<date>.jsonl, then BENCHMARKS tables and the plot
-# with bench/report.py.
+# Writes one JSON line per run to a new file, bench/results/<UTC time>.jsonl, then prints the
+# BENCHMARKS tables and writes the plot beside it (<UTC time>.svg) with bench/report.py. It never
+# overwrites a file: commit the runs BENCHMARKS.md cites (and only those) under bench/results/.
 #
+#   BENCH_OUT       the results file instead (refused if it or its .svg exists, unless FORCE=1)
 #   BENCH_SECONDS   seconds per run (default 5)
 #   BENCH_ROUNDS    runs per cell and server (default 3): the servers take turns once per round, and
 #                   the report takes medians, so that a noisy moment on a shared machine skews one
@@ -19,6 +21,7 @@
 #   BENCH_CONNECTIONS, BENCH_DEPTHS, BENCH_STATES   override the matrix axes (space-separated)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
 lg="$root/loadgen/target/release/pubsub-loadgen"
 secs="${BENCH_SECONDS:-5}"
 rounds="${BENCH_ROUNDS:-3}"
@@ -32,21 +35,33 @@ else
     echo "bench: apisix_original skipped (set APISIX_DIR to an APISIX checkout and PB_CPATH to the directory of a built pb.so)"
 fi
 mkdir -p "$root/bench/results"
-out="$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+out="${BENCH_OUT:-$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
+svg="${out%.jsonl}.svg"
+for f in "$out" "$svg"; do
+    if [ -e "$f" ] && [ -z "${FORCE:-}" ]; then
+        echo "bench: $f exists; choose another BENCH_OUT, or FORCE=1 to overwrite it" >&2
+        exit 2
+    fi
+done
+: > "$out"
 dir="$(mktemp -d /tmp/apisix-pubsub-rs-bench.XXXXXX)"
 mkdir -p "$dir/lua/apisix/core" "$dir/lua/resty/websocket"
+# bench/servers.lua learns the websocket library's name from here.
+"$root/scripts/runtime.sh" --lua > "$dir/lua/pubsub_runtime.lua"
 pin_server="" pin_client=""
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     pin_server="worker_cpu_affinity 01;"; pin_client="taskset -c 1"
 fi
 apisix_path=""
 if [[ " $servers " == *" apisix_original "* ]]; then
-    # APISIX's core.pubsub, with a stub apisix.core.log and resty.websocket.* aliased to Debian's.
+    # APISIX's core.pubsub, with a stub apisix.core.log and, on Debian, resty.websocket.* aliased
+    # to nginx.websocket.*.
     printf 'local l = {}\nfor _, k in ipairs({"error", "warn", "info", "debug"}) do\n  local lv = ngx[k:upper()] or ngx.ERR\n  l[k] = function(...) ngx.log(lv, ...) end\nend\nreturn l\n' > "$dir/lua/apisix/core/log.lua"
-    for m in server client protocol; do echo "return require('nginx.websocket.$m')" > "$dir/lua/resty/websocket/$m.lua"; done
-    apisix_path="$dir/lua/?.lua;$APISIX_DIR/?.lua;$PB_CPATH/?.lua;"
+    if [ "$PUBSUB_WEBSOCKET" != resty.websocket ]; then
+        for m in server client protocol; do echo "return require('$PUBSUB_WEBSOCKET.$m')" > "$dir/lua/resty/websocket/$m.lua"; done
+    fi
+    apisix_path="$APISIX_DIR/?.lua;$PB_CPATH/?.lua;"
 fi
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
 ulimit -n 16384 || true
 masters=""
 stop_servers() {
@@ -65,9 +80,7 @@ start_servers() {
         mkdir -p "$pre/apisix" && ln -sfn "$APISIX_DIR/apisix/include" "$pre/apisix/include"
     fi
     cat > "$pre/conf/nginx.conf" <<CONF
-load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
-$user
+$("$root/scripts/runtime.sh" --main-conf)
 worker_processes 1;
 $pin_server
 worker_rlimit_nofile 8192;
@@ -79,8 +92,8 @@ events { worker_connections 4096; }
 http {
     access_log off;
     lua_socket_log_errors off;
-    lua_package_path "$apisix_path$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$root/target/release/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;};";
+    lua_package_path "$dir/lua/?.lua;$apisix_path$root/bench/?.lua;$PUBSUB_LUA_PATH;";
+    lua_package_cpath "$root/target/release/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;}$PUBSUB_LUA_CPATH;";
     server {
         listen 127.0.0.1:$p backlog=4096;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
@@ -97,7 +110,7 @@ http {
     }
 }
 CONF
-    nginx -p "$pre/" -c conf/nginx.conf &
+    "$PUBSUB_NGINX" -p "$pre/" -c conf/nginx.conf &
     master=$!
     masters="$masters $master"
     for _ in $(seq 50); do pgrep -P "$master" >/dev/null && break; sleep 0.1; done
@@ -141,4 +154,4 @@ for state in $states; do
     done
   done
 done
-python3 "$root/bench/report.py" "$out"
+python3 "$root/bench/report.py" "$out" --svg "$svg"

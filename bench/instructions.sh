@@ -10,19 +10,18 @@
 #   TOP=15                                       functions listed, by their own instructions
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
 server="${1:-native}"
 state="${STATE:-60000}" conns="${CONNS:-1}" depth="${DEPTH:-16}" n="${MESSAGES:-2000}"
 lib_dir="$(cd "${LIB_DIR:-$root/target/release}" && pwd)"
 lg="$root/loadgen/target/release/pubsub-loadgen"
 command -v valgrind >/dev/null || { echo "instructions: valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
 dir="$(mktemp -d /tmp/apisix-pubsub-rs-instr.XXXXXX)"
-mkdir -p "$dir/conf" "$dir/logs"
+mkdir -p "$dir/conf" "$dir/logs" "$dir/lua"
+"$root/scripts/runtime.sh" --lua > "$dir/lua/pubsub_runtime.lua"
 port=9480
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$dir/conf/nginx.conf" <<CONF
-load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
-$user
+$("$root/scripts/runtime.sh" --main-conf)
 daemon off;
 master_process off;
 error_log logs/error.log warn;
@@ -31,8 +30,8 @@ events { worker_connections 1024; }
 http {
     access_log off;
     lua_socket_log_errors off;
-    lua_package_path "$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$lib_dir/lib?.so;;";
+    lua_package_path "$root/bench/?.lua;$dir/lua/?.lua;$PUBSUB_LUA_PATH;";
+    lua_package_cpath "$lib_dir/lib?.so;$PUBSUB_LUA_CPATH;";
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
@@ -41,7 +40,7 @@ http {
     }
 }
 CONF
-valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" nginx -p "$dir/" -c conf/nginx.conf \
+valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$PUBSUB_NGINX" -p "$dir/" -c conf/nginx.conf \
     > "$dir/valgrind.log" 2>&1 &
 vg=$!
 trap 'kill -QUIT $vg 2>/dev/null; wait $vg 2>/dev/null || true' EXIT

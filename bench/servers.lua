@@ -1,13 +1,17 @@
 -- The servers `make bench` compares, each behind its own location of one nginx worker.
 -- native:       this module, end to end, with its default cmd_ping handler.
 -- native_lua_handler: the same with a cmd_ping handler written in Lua (the same echo).
--- lua_framing:  Debian's nginx.websocket.server does the framing, this module's codec the protobuf,
+-- lua_framing:  lua-resty-websocket's server does the framing, this module's codec the protobuf,
 --               with the same handler logic: isolates what native framing buys.
 -- floor:        reads with receiveany and answers each frame with a precomputed reply, decoding
 --               nothing: the cost of nginx and cosockets alone. Requests must all have the size
 --               given by ?frame=N; replies are pongs whose state has ?state=N bytes.
 
 local _M = {}
+
+-- resty.websocket.server, or nginx.websocket.server on Debian: pubsub_runtime is the module that
+-- bench.sh writes from scripts/runtime.sh --lua.
+local ws_server = require(require("pubsub_runtime").websocket .. ".server")
 
 -- Serves one connection with this module; `ping`, when given, is registered as the cmd_ping
 -- handler in place of the default one.
@@ -35,7 +39,7 @@ end
 
 function _M.lua_framing(max)
     local codec = require("apisix_pubsub_rs")
-    local wb, err = require("nginx.websocket.server"):new({ max_payload_len = max, timeout = 60000 })
+    local wb, err = ws_server:new({ max_payload_len = max, timeout = 60000 })
     if not wb then
         ngx.log(ngx.ERR, "handshake: ", err)
         return ngx.exit(400)
@@ -77,7 +81,7 @@ local function server_frame(payload)
 end
 
 function _M.floor(max)
-    local wb, err = require("nginx.websocket.server"):new({ max_payload_len = max })
+    local wb, err = ws_server:new({ max_payload_len = max })
     if not wb then
         ngx.log(ngx.ERR, "handshake: ", err)
         return ngx.exit(400)

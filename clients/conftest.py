@@ -55,7 +55,15 @@ def _free_port() -> int:
 
 
 def _nginx() -> str:
-    return os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+    """The nginx scripts/runtime.sh decides on, the one nginx-conf.sh writes its config for."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "runtime.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    for line in out.splitlines():
+        name, _, value = line.partition("=")
+        if name == "PUBSUB_NGINX":
+            return value.strip("'").replace("'\\''", "'")
+    raise RuntimeError("scripts/runtime.sh named no PUBSUB_NGINX")
 
 
 def _wait_listening(port: int, master: subprocess.Popen[bytes], prefix: Path) -> None:

@@ -4,14 +4,15 @@
 # terminal, Ctrl-C stops it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+eval "$("$here/runtime.sh")"
 dir="$(mktemp -d /tmp/apisix-pubsub-rs-demo.XXXXXX)"
 mkdir -p "$dir/conf" "$dir/logs"
 "$here/nginx-conf.sh" 9080 1024 info /dev/stderr > "$dir/conf/nginx.conf"
 cat <<GREETING
-apisix-pubsub-rs demo (Ctrl-C stops it; config in $dir)
+apisix-pubsub-rs demo on $PUBSUB_NGINX (Ctrl-C stops it; config in $dir)
   WebSocket  ws://127.0.0.1:9080/pubsub
   page       http://127.0.0.1:9080/  (http://127.0.0.1:9080/?ping=hello pings on load)
   CLI        target/clients/venv/bin/python -m apisix_pubsub ping ws://127.0.0.1:9080/pubsub hello
 GREETING
 trap 'rm -rf "$dir"' EXIT
-nginx -p "$dir/" -c conf/nginx.conf
+"$PUBSUB_NGINX" -p "$dir/" -c conf/nginx.conf

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # Prints an nginx.conf serving apisix_pubsub_rs on /pubsub, for the demo and the soak runs, and the
-# browser page of clients/web on / (with /web/ and /pubsub.proto, the files it loads).
+# browser page of clients/web on / (with /web/ and /pubsub.proto, the files it loads), for the
+# runtime scripts/runtime.sh decides (whose nginx must then run it).
 # Usage: nginx-conf.sh PORT WORKER_CONNECTIONS ERROR_LOG_LEVEL ERROR_LOG_TARGET
 # PUBSUB_EXTRA_CONF=FILE adds `include FILE;` to the server (the client tests' own locations).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
 port="$1" conns="$2" level="$3" target="$4"
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
 cat <<CONF
-load_module /usr/share/nginx/modules/ndk_http_module.so;
-load_module /usr/share/nginx/modules/ngx_http_lua_module.so;
-$user
+$("$root/scripts/runtime.sh" --main-conf)
 worker_processes 1;
 worker_rlimit_nofile $((conns * 2 + 64));
 daemon off;
@@ -22,8 +20,8 @@ events { worker_connections $conns; }
 http {
     access_log off;
     lua_socket_log_errors off;
-    lua_package_path "/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$root/target/release/lib?.so;;";
+    lua_package_path "$root/lua/?.lua;$PUBSUB_LUA_PATH;";
+    lua_package_cpath "$root/target/release/lib?.so;$PUBSUB_LUA_CPATH;";
     server {
         listen 127.0.0.1:$port backlog=4096;
         location /pubsub {

@@ -7,12 +7,13 @@
 # Prints the JSON line of each run; exits non-zero on any error or if the worker died.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
 lg="$root/loadgen/target/release/pubsub-loadgen"
 dir="$(mktemp -d /tmp/apisix-pubsub-rs-soak.XXXXXX)"
 mkdir -p "$dir/conf" "$dir/logs"
 "$root/scripts/nginx-conf.sh" 9180 4096 warn logs/error.log > "$dir/conf/nginx.conf"
 ulimit -n 16384 || true
-nginx -p "$dir/" -c conf/nginx.conf &
+"$PUBSUB_NGINX" -p "$dir/" -c conf/nginx.conf &
 master=$!
 trap 'kill -QUIT $master 2>/dev/null; wait $master 2>/dev/null; echo "logs: $dir"' EXIT
 for _ in $(seq 50); do [ -f "$dir/logs/nginx.pid" ] && pgrep -P "$master" >/dev/null && break; sleep 0.1; done

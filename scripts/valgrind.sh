@@ -2,6 +2,7 @@
 # `make valgrind`: runs the module's .t suites once with nginx under valgrind memcheck (master off,
 # daemon off, long timeouts), then reports the errors and leaks valgrind attributes to this module.
 # Exits non-zero when there is one. Logs stay in $VG_DIR (default /tmp/apisix-pubsub-rs-valgrind).
+# The nginx is the one scripts/runtime.sh decides (t::Pubsub asks it), as for the suites.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir="${VG_DIR:-/tmp/apisix-pubsub-rs-valgrind}"

@@ -59,11 +59,10 @@ sub nginx_binary () {
     return '/usr/sbin/nginx';
 }
 
+# As in Test::Nginx: none unless TEST_NGINX_LOAD_MODULES names them (t::Pubsub sets it from
+# scripts/runtime.sh).
 sub default_modules () {
-    return $ENV{TEST_NGINX_LOAD_MODULES} if defined $ENV{TEST_NGINX_LOAD_MODULES};
-    my $dir = '/usr/share/nginx/modules';
-    my @mods = grep { -f $_ } ("$dir/ndk_http_module.so", "$dir/ngx_http_lua_module.so");
-    return join ' ', @mods;
+    return defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES} : '';
 }
 
 # $TEST_NGINX_FOO in a config section; an undefined one is an error.

@@ -2,21 +2,10 @@
 # outcome (reply, close code, log line), then checks that the worker still serves a new connection.
 use t::Pubsub 'no_plan';
 
-repeat_each(1);
-no_long_string();
-no_root_location();
-log_level('info');
-
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    $block->set_value("request", "GET /t") unless defined $block->request;
-    $block->set_value("config", $t::Pubsub::ServerLocation . ($block->config // ''));
-    my $http = <<'_EOC_';
+t::Pubsub::server_suite(http_config => <<'_EOC_');
     lua_socket_log_errors off;
     large_client_header_buffers 4 8k;
 _EOC_
-    $block->set_value("http_config", $http . ($block->http_config // ''));
-});
 
 run_tests();
 

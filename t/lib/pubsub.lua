@@ -1,8 +1,17 @@
 -- The pubsub test client, with the API of APISIX's t/lib/pubsub.lua (new_ws, send_recv_ws_binary,
--- send_recv_ws_text, close_ws), built on Debian's lua-resty-websocket client and the independent
--- codec in t/lib/protobuf.lua.
+-- send_recv_ws_text, close_ws), built on lua-resty-websocket's client and the independent codec in
+-- t/lib/protobuf.lua. The client is OpenResty's resty.websocket.client, or the same library as
+-- Debian's lua-nginx-websocket names it, nginx.websocket.client.
 
-local ws_client = require("nginx.websocket.client")
+local function websocket_client()
+    local ok, client = pcall(require, "resty.websocket.client")
+    if ok then
+        return client
+    end
+    return require("nginx.websocket.client")
+end
+
+local ws_client = websocket_client()
 local pb = require("protobuf")
 
 local _M = {}

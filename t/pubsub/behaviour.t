@@ -1,21 +1,7 @@
 # wait() behaviour, one block per row of the behaviour table in the README, over a raw client.
 use t::Pubsub 'no_plan';
 
-repeat_each(1);
-no_long_string();
-no_root_location();
-log_level('info');
-
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    if (!defined $block->error_log && !defined $block->no_error_log) {
-        $block->set_value("no_error_log", "[error]");
-    }
-    if (!defined $block->request) {
-        $block->set_value("request", "GET /t");
-    }
-    $block->set_value("config", $t::Pubsub::ServerLocation . ($block->config // ''));
-});
+t::Pubsub::server_suite(no_error_log => '[error]');
 
 run_tests();
 

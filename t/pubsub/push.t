@@ -1,11 +1,6 @@
 # Server push: instance:send and pubsub.message, from every context, in order, bounded.
 use t::Pubsub 'no_plan';
 
-repeat_each(1);
-no_long_string();
-no_root_location();
-log_level('info');
-
 our $PushLocation = <<'_EOC_';
     lua_socket_log_errors off;
     location /push {
@@ -15,16 +10,7 @@ our $PushLocation = <<'_EOC_';
     }
 _EOC_
 
-add_block_preprocessor(sub {
-    my ($block) = @_;
-    if (!defined $block->error_log && !defined $block->no_error_log) {
-        $block->set_value("no_error_log", "[error]");
-    }
-    if (!defined $block->request) {
-        $block->set_value("request", "GET /t");
-    }
-    $block->set_value("config", $PushLocation . ($block->config // ''));
-});
+t::Pubsub::server_suite(location => $PushLocation, no_error_log => '[error]');
 
 run_tests();
 
