@@ -7,7 +7,8 @@
 #                   foreground (Ctrl-C stops); also installs the Python CLI in $(CLIENTS_VENV)
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
 #   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak (minutes)
-#   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original)
+#   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original), then bench-push
+#   make bench-push push throughput, fan-out to 1,000 and 10,000 subscribers, idle latency: native vs nchan
 #   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages
@@ -36,7 +37,7 @@ CLIENT_SOURCES = proto/pubsub.proto clients/python/pyproject.toml clients/python
 LIB = target/release/libapisix_pubsub_rs.so
 
 .PHONY: all build test test-rust test-t test-clients deps deps-clients client web-deps docs run install \
-        valgrind soak loadgen bench instructions clean
+        valgrind soak loadgen bench bench-push instructions clean
 
 all: build
 
@@ -99,6 +100,15 @@ loadgen:
 
 bench: deps build loadgen
 	./bench/bench.sh
+	$(MAKE) bench-push
+
+# nchan (Debian's libnginx-mod-nchan) is the peer of the push benchmark only, so `make deps` leaves it out.
+bench-push: deps build loadgen
+	@dpkg-query -W -f='$${Status}' libnginx-mod-nchan 2>/dev/null | grep -q "ok installed" || { \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libnginx-mod-nchan >/dev/null; }
+	./bench/push_bench.sh
 
 instructions: deps build loadgen
 	@command -v valgrind >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }

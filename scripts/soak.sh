@@ -4,6 +4,12 @@
 #   2. load: 1,000 concurrent connections exchanging pings for 30 s, every reply checked;
 #   3. soak: 1,000,000 pings over 64 connections; worker RSS after a 100,000-message warm-up and
 #      at the end.
+#   4. push to clients that never read: 1,000 connections with max_queue_bytes 64 KiB and
+#      on_full = "error", a producer (POSTs to bench/push_servers.lua's fan-out location, each push
+#      encoded per connection) pushing 1 KiB to all of them 50 times a second for 60 s, on a second
+#      worker (127.0.0.1:9181). Worker RSS before, with the connections open, at its peak and after
+#      must stay within (limit + the measured fixed cost of a connection) x 1,000 + the baseline;
+#      no error-level line; a fresh client is served afterwards.
 # Prints the JSON line of each run; exits non-zero on any error or if the worker died.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,4 +35,40 @@ cycles="${SOAK_CYCLES:-10000}"
 errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$dir/logs/error.log" || true)"
 dropped="$(grep -c 'fatal error in pubsub websocket server, err: failed to receive the first 2 bytes: closed' "$dir/logs/error.log" || true)"
 echo "worker $worker alive; error-level lines: $errors, of which dropped connections: $dropped (expected $((cycles / 2)))"
-[ "$errors" = "$((cycles / 2))" ] && [ "$dropped" = "$errors" ]
+ok=1
+[ "$errors" = "$((cycles / 2))" ] && [ "$dropped" = "$errors" ] || ok=0
+
+# 4. Push to connections that never read.
+pdir="$(mktemp -d /tmp/apisix-pubsub-rs-soak-push.XXXXXX)"
+mkdir -p "$pdir/conf" "$pdir/logs"
+"$root/bench/push-nginx-conf.sh" native 9181 4096 > "$pdir/conf/nginx.conf"
+. "$root/bench/nginx-instance.sh"
+start_nginx "$pdir"
+pmaster=$nginx_master pworker=$nginx_worker
+trap 'kill -QUIT $master $pmaster 2>/dev/null; wait $master $pmaster 2>/dev/null; echo "logs: $dir $pdir"' EXIT
+limit="${SOAK_PUSH_QUEUE:-65536}"
+# The module loaded and one connection served first, so that the baseline is a working worker's.
+"$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label push-warm-up --messages 1000
+line="$("$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$limit&on_full=error" --publish "/pub?shared=0" \
+        --no-read --rcvbuf 4096 -c "${SOAK_PUSH_CONNECTIONS:-1000}" -s 1024 --rate 50 -t "${SOAK_PUSH_SECONDS:-60}" \
+        --server-pid "$pworker" --label push-no-read || true)"
+echo "$line"
+perrors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$pdir/logs/error.log" || true)"
+"$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label push-fresh-client --messages 1000 || ok=0
+kill -0 "$pworker" || ok=0
+LINE="$line" LIMIT="$limit" ERRORS="$perrors" python3 - <<'PY' || ok=0
+import json, os, sys
+r = json.loads(os.environ["LINE"])
+n, limit, errors = r["connections"], int(os.environ["LIMIT"]), int(os.environ["ERRORS"])
+base, conn, peak, after = (r[f"server_rss_kib_{k}"] for k in ("before", "connected", "peak", "after"))
+fixed = (conn - base) / n
+bound = (limit / 1024 + fixed) * n + base
+print(f"push to {n} connections that never read, max_queue_bytes {limit}: worker RSS baseline {base} KiB, "
+      f"{conn} KiB with the connections open (fixed cost {fixed:.1f} KiB each), peak {peak} KiB, after {after} KiB; "
+      f"bound (limit + fixed) x {n} + baseline = {bound:.0f} KiB; {r['published']} publishes, {r['pushed']} pushes "
+      f"queued, {r['refused_full']} refused with queue full, {r['refused_closed']} closed; error-level lines: {errors}")
+ok = peak <= bound and r["refused_full"] > 0 and r["refused_closed"] == 0 and errors == 0 and r["errors"] == 0
+print("push soak:", "within bounds" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+PY
+[ "$ok" = 1 ]
