@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Prints the nginx.conf of one push server, for `make bench-push` and the push step of `make soak`.
-# Usage: push-nginx-conf.sh SERVER PORT CONNECTIONS [EXTRA_MAIN_DIRECTIVE]
+# Usage: push-nginx-conf.sh SERVER PORT CONNECTIONS [EXTRA_MAIN_DIRECTIVE [LISTEN_OPTIONS]]
 #   SERVER native: this module (bench/push_servers.lua) on /sub (subscribers), /pub (POST: fan-out
 #                  to the worker's subscribers), /flood and /tick (producers inside the server);
 #          nchan:  Debian's libnginx-mod-nchan, memory store, WebSocket subscribers on /sub/<channel>,
 #                  the HTTP publisher on /pub/<channel>.
 #   CONNECTIONS    worker_connections and worker_rlimit_nofile (one worker).
 #   EXTRA_MAIN_DIRECTIVE  e.g. "worker_cpu_affinity 01;"
+#   LISTEN_OPTIONS  e.g. "sndbuf=16k": a fixed kernel send buffer per connection, so that a client
+#                  that does not read fills the worker's queue instead of megabytes of kernel buffers.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-server="$1" port="$2" conns="$3" extra="${4:-}"
+server="$1" port="$2" conns="$3" extra="${4:-}" listen="${5:-}"
 modules=/usr/share/nginx/modules
 [ -d "$modules" ] || modules=/usr/lib/nginx/modules
 user=""
@@ -33,7 +35,7 @@ http {
     access_log off;
     client_body_buffer_size 64k;
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096 $listen;
 CONF
 if [ "$server" = native ]; then
     cat <<CONF

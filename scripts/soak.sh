@@ -7,7 +7,8 @@
 #   4. push to clients that never read: 1,000 connections with max_queue_bytes 64 KiB and
 #      on_full = "error", a producer (POSTs to bench/push_servers.lua's fan-out location, each push
 #      encoded per connection) pushing 1 KiB to all of them 50 times a second for 60 s, on a second
-#      worker (127.0.0.1:9181). Worker RSS before, with the connections open, at its peak and after
+#      worker (127.0.0.1:9181; kernel send buffers fixed at 16 KiB and the clients' receive
+#      buffers at 4 KiB, so that the worker's queues fill within a second). Worker RSS before, with the connections open, at its peak and after
 #      must stay within (limit + the measured fixed cost of a connection) x 1,000 + the baseline;
 #      no error-level line; a fresh client is served afterwards.
 # Prints the JSON line of each run; exits non-zero on any error or if the worker died.
@@ -41,7 +42,7 @@ ok=1
 # 4. Push to connections that never read.
 pdir="$(mktemp -d /tmp/apisix-pubsub-rs-soak-push.XXXXXX)"
 mkdir -p "$pdir/conf" "$pdir/logs"
-"$root/bench/push-nginx-conf.sh" native 9181 4096 > "$pdir/conf/nginx.conf"
+"$root/bench/push-nginx-conf.sh" native 9181 4096 "" "sndbuf=16k" > "$pdir/conf/nginx.conf"
 . "$root/bench/nginx-instance.sh"
 start_nginx "$pdir"
 pmaster=$nginx_master pworker=$nginx_worker
