@@ -48,6 +48,9 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --no-read               subscribers never read (queue limits and memory under slow clients);
                           nothing is checked, the publisher's refusals are reported instead
   --rcvbuf BYTES          SO_RCVBUF of each subscriber socket
+  --quickack              acknowledge every read at once (TCP_QUICKACK after each read), for servers
+                          whose sockets keep Nagle's algorithm on (nchan's subscribers do): a second
+                          small push then waits for the client's delayed ACK, up to 40 ms on Linux
   --drain T               after publishing, wait up to T seconds for the last deliveries (default 10)
   --server-pid PID[,PID]  nginx worker(s): CPU time and RSS (summed) in the report
   --watch-pid NAME=PID    another process to report (CPU, RSS), e.g. a broker; may repeat
@@ -80,6 +83,7 @@ struct Opts {
     window: u64,
     read: bool,
     rcvbuf: Option<u32>,
+    quickack: bool,
     drain: f64,
     server_pids: Vec<u32>,
     watch: Vec<(String, u32)>,
@@ -100,6 +104,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         window: 1,
         read: true,
         rcvbuf: None,
+        quickack: false,
         drain: 10.0,
         server_pids: Vec::new(),
         watch: Vec::new(),
@@ -133,6 +138,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--window" => o.window = num(val(&a)?, &a)?,
             "--no-read" => o.read = false,
             "--rcvbuf" => o.rcvbuf = Some(num(val(&a)?, &a)? as u32),
+            "--quickack" => o.quickack = true,
             "--drain" => o.drain = float(val(&a)?, &a)?,
             "--server-pid" => {
                 for p in val(&a)?.split(',') {
@@ -336,6 +342,9 @@ async fn subscriber(
                 _ = stop.changed() => break 'reading,
             }
             let now = now_ns();
+            if o.quickack {
+                let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
+            }
             let mut sh = shared.borrow_mut();
             let mut wake = false;
             while let Some(f) = ws::next_frame(&buf, &mut start) {
@@ -607,7 +616,7 @@ async fn run(o: Opts) -> i32 {
     };
     let counted = |v: u64| if o.read { v.to_string() } else { "null".into() };
     println!(
-        "{{\"label\":\"{}\",\"mode\":\"{}\",\"format\":\"{}\",\"connections\":{n},\"size\":{},\"window\":{},\"rate\":{},\
+        "{{\"label\":\"{}\",\"mode\":\"{}\",\"format\":\"{}\",\"connections\":{n},\"size\":{},\"window\":{},\"rate\":{},\"quickack\":{},\
 \"seconds\":{:.3},\"published\":{},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
 \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
 \"lost\":{},\"duplicated\":{},\"out_of_order\":{},\"bad\":{},\"errors\":{},\"first_error\":{},\
@@ -621,6 +630,7 @@ async fn run(o: Opts) -> i32 {
         o.size,
         o.window,
         o.rate,
+        o.quickack,
         elapsed,
         published.messages,
         published.syncs,
