@@ -6,9 +6,10 @@
 #
 #   (a) push throughput on one connection: the native server's producer pushes as fast as send
 #       accepts (bench/push_servers.lua flood), 16 B and 1 KiB; and, for both servers, one
-#       subscriber fed by the HTTP publisher in a closed loop;
+#       subscriber fed by the HTTP publisher in a closed loop (4 messages in flight);
 #   (b) fan-out: one message POSTed to the publisher location reaches every subscriber of the
-#       worker, 1,000 and 10,000 idle subscribers, closed loop (BENCH_PUSH_WINDOW messages in flight);
+#       worker, 1,000 and 10,000 idle subscribers; the next message is published once every
+#       subscriber has the last one (BENCH_PUSH_WINDOW, default 1, messages in flight);
 #   (c) idle latency: one subscriber, one message at a time: the native server's timer every 2 ms,
 #       and, for both servers, a POST every 5 ms.
 # Writes one JSON line per run to bench/results/push-<date>.jsonl, then tables (bench/push_report.py).
@@ -18,7 +19,7 @@
 #   BENCH_PUSH_SERVERS default "native nchan"
 #   BENCH_PUSH_SUBSCRIBERS  fan-out sizes (default "1000 10000")
 #   BENCH_PUSH_SIZES   payload sizes (default "16 1024")
-#   BENCH_PUSH_WINDOW  closed-loop messages in flight (default 4)
+#   BENCH_PUSH_WINDOW  fan-out: messages in flight (default 1)
 #   BENCH_PUSH_CASES   which of "throughput fanout latency" (default all)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +29,7 @@ rounds="${BENCH_ROUNDS:-3}"
 servers="${BENCH_PUSH_SERVERS:-native nchan}"
 fanouts="${BENCH_PUSH_SUBSCRIBERS:-1000 10000}"
 sizes="${BENCH_PUSH_SIZES:-16 1024}"
-window="${BENCH_PUSH_WINDOW:-4}"
+window="${BENCH_PUSH_WINDOW:-1}"
 cases="${BENCH_PUSH_CASES:-throughput fanout latency}"
 if [[ " $servers " == *" nchan "* ]] && [ ! -f /usr/share/nginx/modules/ngx_nchan_module.so ] \
    && [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
@@ -97,7 +98,7 @@ for size in $sizes; do
             [[ " $servers " == *" native "* ]] && run throughput-producer native "$round" "$size" 1 --path "/flood?size=$size" --format native
             for s in $servers; do
                 # shellcheck disable=SC2046
-                run throughput-publisher "$s" "$round" "$size" 1 $(sub_args "$s" "t${size}r$round") --window "$window"
+                run throughput-publisher "$s" "$round" "$size" 1 $(sub_args "$s" "t${size}r$round") --window 4
             done
         done
         stop_servers
