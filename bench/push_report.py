@@ -44,7 +44,8 @@ def figure(r, rss=True):
     if r is None:
         return "–"
     sat = ", client-bound" if r.get("client_saturated") else ""
-    text = f"{r['deliveries_per_s']:,.0f} ({r['p50_us']:,.0f} / {r['p99_us']:,.0f} µs, {(r.get('server_cpu') or 0):.0%}"
+    text = (f"{r['deliveries_per_s']:,.0f} ({r['p50_us']:,.0f} / {r['p99_us']:,.0f} µs, {(r.get('server_cpu') or 0):.0%}, "
+            f"{r.get('server_cpu_us_per_delivery') or 0:.1f} µs CPU/delivery")
     if rss:
         text += f", {r.get('rss_per_connection_kib') or 0:.1f} KiB/conn"
     return text + sat + ")"
@@ -64,18 +65,20 @@ def problems(cells):
 
 def tables(cells):
     out = []
-    out.append("Each cell: deliveries/s (p50 / p99 µs publish→receive, worker CPU, RSS per connection); "
+    out.append("Each cell: deliveries/s (p50 / p99 µs publish→receive, worker CPU, worker CPU per delivery, RSS per connection); "
                "medians of the rounds, ratios paired by round.\n")
-    out.append("| case | size | subscribers | native | nchan | native / nchan deliveries/s | native / nchan p99 |")
-    out.append("|---|---|---|---|---|---|---|")
+    out.append("| case | size | subscribers | native | nchan | native / nchan deliveries/s | native / nchan p99 | "
+               "native / nchan CPU per delivery |")
+    out.append("|---|---|---|---|---|---|---|---|")
     order = {"throughput-producer": 0, "throughput-publisher": 1, "fanout": 2, "latency-timer": 3, "latency-publisher": 4}
     for key in sorted(cells, key=lambda k: (order.get(k[0], 9), k[1], k[2])):
         servers = cells[key]
         n, c = servers.get("native", []), servers.get("nchan", [])
         q = paired(n, c, "deliveries_per_s")
         p = paired(n, c, "p99_us")
+        u = paired(n, c, "server_cpu_us_per_delivery")
         out.append(f"| {key[0]} | {size(key[1])} | {key[2]:,} | {figure(median_run(n))} | {figure(median_run(c))} | "
-                   f"{f'{q:.2f}×' if q else '–'} | {f'{p:.2f}×' if p else '–'} |")
+                   + " | ".join(f"{x:.2f}×" if x else "–" for x in (q, p, u)) + " |")
     return "\n".join(out)
 
 
