@@ -2,7 +2,8 @@
 # Prints the nginx.conf of one push server, for `make bench-push` and the push step of `make soak`.
 # Usage: push-nginx-conf.sh SERVER PORT CONNECTIONS [EXTRA_MAIN_DIRECTIVE [LISTEN_OPTIONS]]
 #   SERVER native: this module (bench/push_servers.lua) on /sub (subscribers), /pub (POST: fan-out
-#                  to the worker's subscribers), /flood and /tick (producers inside the server);
+#                  to the worker's subscribers), /flood and /tick (producers inside the server),
+#                  /stats (subscribers and Lua heap);
 #          nchan:  Debian's libnginx-mod-nchan, memory store, WebSocket subscribers on /sub/<channel>,
 #                  the HTTP publisher on /pub/<channel>.
 #   CONNECTIONS    worker_connections and worker_rlimit_nofile (one worker).
@@ -44,6 +45,7 @@ if [ "$server" = native ]; then
         location = /pub { content_by_lua_block { require("push_servers").publish() } }
         location = /flood { content_by_lua_block { require("push_servers").flood() } }
         location = /tick { content_by_lua_block { require("push_servers").tick() } }
+        location = /stats { content_by_lua_block { require("push_servers").stats() } }
     }
     lua_package_path "$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "$root/target/release/lib?.so;;";

@@ -14,6 +14,8 @@
 --                 send accepts them; on "queue full" it sleeps 1 ms (the writer drains meanwhile).
 --   tick()        one connection: a timer pushes one stamped message every ?interval_ms=MS, the
 --                 connection otherwise idle (the latency of a push while wait() blocks reading).
+--   stats()       GET: {"subscribers":N,"lua_kib":K}, the worker's registered subscribers and Lua
+--                 heap (where a worker's memory goes); ?gc=1 runs a full collection first.
 
 local ffi = require("ffi")
 local pubsub = require("apisix_pubsub_rs")
@@ -112,6 +114,19 @@ function _M.publish()
         end
     end
     local answer = '{"sent":' .. sent .. ',"full":' .. full .. ',"closed":' .. closed .. '}\n'
+    ngx.header["Content-Length"] = #answer
+    ngx.print(answer)
+end
+
+function _M.stats()
+    if ngx.var.arg_gc == "1" then
+        collectgarbage("collect")
+    end
+    local n = 0
+    for _ in pairs(subscribers) do
+        n = n + 1
+    end
+    local answer = '{"subscribers":' .. n .. ',"lua_kib":' .. math.floor(collectgarbage("count")) .. '}\n'
     ngx.header["Content-Length"] = #answer
     ngx.print(answer)
 end
