@@ -40,15 +40,33 @@ def paired(runs_a, runs_b, key):
     return median(q) if q else None
 
 
-def figure(r, rss=True):
+def cpu(r):
+    return f"{(r.get('server_cpu') or 0):.0%}"
+
+
+def fanout_figure(r):
     if r is None:
         return "–"
     sat = ", client-bound" if r.get("client_saturated") else ""
-    text = (f"{r['deliveries_per_s']:,.0f} ({r['p50_us']:,.0f} / {r['p99_us']:,.0f} µs, {(r.get('server_cpu') or 0):.0%}, "
-            f"{r.get('server_cpu_us_per_delivery') or 0:.1f} µs CPU/delivery")
-    if rss:
-        text += f", {r.get('rss_per_connection_kib') or 0:.1f} KiB/conn"
-    return text + sat + ")"
+    return (f"{r['deliveries_per_s']:,.0f} ({r['p50_us']:,.0f} / {r['p99_us']:,.0f} µs, {cpu(r)}, "
+            f"{r.get('server_cpu_us_per_delivery') or 0:.1f} µs, {r.get('rss_per_connection_kib') or 0:.1f} KiB{sat})")
+
+
+def rate_figure(r):
+    if r is None:
+        return "–"
+    sat = ", client-bound" if r.get("client_saturated") else ""
+    return f"{r['deliveries_per_s']:,.0f} ({cpu(r)}, {r.get('server_cpu_us_per_delivery') or 0:.2f} µs{sat})"
+
+
+def latency_figure(r):
+    if r is None:
+        return "–"
+    return f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['max_us']:,.0f} µs"
+
+
+def ratios(n, c, keys):
+    return " | ".join(f"{x:.2f}×" if x else "–" for x in (paired(n, c, k) for k in keys))
 
 
 def problems(cells):
@@ -64,21 +82,34 @@ def problems(cells):
 
 
 def tables(cells):
-    out = []
-    out.append("Each cell: deliveries/s (p50 / p99 µs publish→receive, worker CPU, worker CPU per delivery, RSS per connection); "
-               "medians of the rounds, ratios paired by round.\n")
-    out.append("| case | size | subscribers | native | nchan | native / nchan deliveries/s | native / nchan p99 | "
-               "native / nchan CPU per delivery |")
-    out.append("|---|---|---|---|---|---|---|---|")
-    order = {"throughput-producer": 0, "throughput-publisher": 1, "fanout": 2, "latency-timer": 3, "latency-publisher": 4}
-    for key in sorted(cells, key=lambda k: (order.get(k[0], 9), k[1], k[2])):
-        servers = cells[key]
-        n, c = servers.get("native", []), servers.get("nchan", [])
-        q = paired(n, c, "deliveries_per_s")
-        p = paired(n, c, "p99_us")
-        u = paired(n, c, "server_cpu_us_per_delivery")
-        out.append(f"| {key[0]} | {size(key[1])} | {key[2]:,} | {figure(median_run(n))} | {figure(median_run(c))} | "
-                   + " | ".join(f"{x:.2f}×" if x else "–" for x in (q, p, u)) + " |")
+    """Three tables: one connection, fan-out, idle latency. Medians of the rounds, ratios paired by round."""
+    out = ["**One connection** (msgs/s, worker CPU, worker CPU per message):", "",
+           "| size | native, producer in the server | native, HTTP publisher | nchan, HTTP publisher | native / nchan |",
+           "|---|---|---|---|---|"]
+    for sz in sorted({k[1] for k in cells if k[0].startswith("throughput")}):
+        prod = cells.get(("throughput-producer", sz, 1), {})
+        pub = cells.get(("throughput-publisher", sz, 1), {})
+        n, c = pub.get("native", []), pub.get("nchan", [])
+        out.append(f"| {size(sz)} | {rate_figure(median_run(prod.get('native', [])))} | {rate_figure(median_run(n))} | "
+                   f"{rate_figure(median_run(c))} | {ratios(n, c, ['deliveries_per_s'])} |")
+    out += ["", "**Fan-out** (deliveries/s (publish→receive p50 / p99, worker CPU, worker CPU per delivery, "
+            "worker RSS per connection)):", "",
+            "| size | subscribers | native | nchan | native / nchan deliveries/s | native / nchan p99 | "
+            "native / nchan CPU per delivery |",
+            "|---|---|---|---|---|---|---|"]
+    for (case, sz, subs) in sorted(k for k in cells if k[0] == "fanout"):
+        n, c = cells[(case, sz, subs)].get("native", []), cells[(case, sz, subs)].get("nchan", [])
+        out.append(f"| {size(sz)} | {subs:,} | {fanout_figure(median_run(n))} | {fanout_figure(median_run(c))} | "
+                   f"{ratios(n, c, ['deliveries_per_s', 'p99_us', 'server_cpu_us_per_delivery'])} |")
+    out += ["", "**Idle connection, one message at a time** (send→receive p50 / p99 / max):", "",
+            "| producer | native | nchan | native / nchan p99 |", "|---|---|---|---|"]
+    for case, what in [("latency-timer", "a timer in the worker, every 2 ms"),
+                       ("latency-publisher", "an HTTP POST every 5 ms")]:
+        e = cells.get((case, 16, 1))
+        if e:
+            n, c = e.get("native", []), e.get("nchan", [])
+            out.append(f"| {what} | {latency_figure(median_run(n))} | {latency_figure(median_run(c))} | "
+                       f"{ratios(n, c, ['p99_us'])} |")
     return "\n".join(out)
 
 
