@@ -48,6 +48,8 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --no-read               subscribers never read (queue limits and memory under slow clients);
                           nothing is checked, the publisher's refusals are reported instead
   --rcvbuf BYTES          SO_RCVBUF of each subscriber socket
+  --read-pause MS         a slow reader: sleep MS milliseconds after each read (with --rcvbuf, a
+                          client that drains slower than it is pushed to, never quite empty)
   --quickack              acknowledge every read at once (TCP_QUICKACK after each read), for servers
                           whose sockets keep Nagle's algorithm on (nchan's subscribers do): a second
                           small push then waits for the client's delayed ACK, up to 40 ms on Linux
@@ -84,6 +86,7 @@ struct Opts {
     read: bool,
     rcvbuf: Option<u32>,
     quickack: bool,
+    read_pause: Option<Duration>,
     drain: f64,
     server_pids: Vec<u32>,
     watch: Vec<(String, u32)>,
@@ -105,6 +108,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         read: true,
         rcvbuf: None,
         quickack: false,
+        read_pause: None,
         drain: 10.0,
         server_pids: Vec::new(),
         watch: Vec::new(),
@@ -139,6 +143,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--no-read" => o.read = false,
             "--rcvbuf" => o.rcvbuf = Some(num(val(&a)?, &a)? as u32),
             "--quickack" => o.quickack = true,
+            "--read-pause" => o.read_pause = Some(Duration::from_millis(num(val(&a)?, &a)?)),
             "--drain" => o.drain = float(val(&a)?, &a)?,
             "--server-pid" => {
                 for p in val(&a)?.split(',') {
@@ -379,8 +384,12 @@ async fn subscriber(
                     Err(e) => sh.bad(format!("subscriber {id}: {e}")),
                 }
             }
+            drop(sh);
             if wake {
                 progress.notify_one();
+            }
+            if let Some(pause) = o.read_pause {
+                tokio::time::sleep(pause).await;
             }
         }
     } else {

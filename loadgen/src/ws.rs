@@ -81,7 +81,7 @@ pub async fn fill<R: AsyncReadExt + Unpin>(rd: &mut R, buf: &mut Vec<u8>, start:
     fill_by(rd, buf, start, 1 << 16).await
 }
 
-/// As [`fill`], reading up to `chunk` bytes; the buffer's spare room is not zeroed first, so a
+/// As [`fill`], reading at most `chunk` bytes; the buffer's spare room is not zeroed first, so a
 /// connection that mostly waits keeps only what it has read.
 pub async fn fill_by<R: AsyncReadExt + Unpin>(
     rd: &mut R,
@@ -94,7 +94,7 @@ pub async fn fill_by<R: AsyncReadExt + Unpin>(
         *start = 0;
     }
     buf.reserve(chunk);
-    let n = rd.read_buf(buf).await?;
+    let n = (&mut *rd).take(chunk as u64).read_buf(buf).await?;
     if n == 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
     }
