@@ -6,7 +6,7 @@
 #   make run        demo nginx on 127.0.0.1:9080 serving /pubsub and the page on /, in the
 #                   foreground (Ctrl-C stops); also installs the Python CLI in $(CLIENTS_VENV)
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR)
-#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading clients (minutes)
+#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading and slow clients (minutes)
 #   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original), then bench-push
 #   make bench-push push throughput, fan-out to 1,000 and 10,000 subscribers, idle latency: native vs nchan
 #   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
