@@ -11,6 +11,12 @@
 //!
 //! Everything runs on one thread (a `LocalSet`), so the subscribers share one histogram and one
 //! tally without locks.
+//!
+//! Built to serve brokered benchmarks too: `--addr` takes several servers (subscribers spread over
+//! them, e.g. two nginx sharing one Redis), `--server-pid` several workers (summed), `--watch-pid`
+//! other processes (a broker's CPU and RSS), and the publisher is any HTTP POST location. A push
+//! format is a `Format` and its arm of `payload_of`; one that needs a subscribe request first
+//! (channels) sends it where `subscriber` has just connected.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
