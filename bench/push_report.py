@@ -70,7 +70,8 @@ def rate_figure(r):
 def latency_figure(r):
     if r is None:
         return "–"
-    return f"{r['p50_us']:,.0f} / {r['p99_us']:,.0f} / {r['max_us']:,.0f} µs"
+    p90 = f"{r['p90_us']:,.0f} / " if r.get("p90_us") is not None else ""
+    return f"{r['p50_us']:,.0f} / {p90}{r['p99_us']:,.0f} / {r['max_us']:,.0f} µs"
 
 
 def ratios(n, c, keys):
@@ -109,7 +110,7 @@ def tables(cells):
         n, c = cells[(case, sz, subs)].get("native", []), cells[(case, sz, subs)].get("nchan", [])
         out.append(f"| {size(sz)} | {subs:,} | {fanout_figure(n)} | {fanout_figure(c)} | "
                    f"{ratios(n, c, ['deliveries_per_s', 'p99_us', 'server_cpu_us_per_delivery'])} |")
-    out += ["", "**Idle connection, one message at a time** (send→receive p50 / p99 / max):", "",
+    out += ["", "**Idle connection, one message at a time** (send→receive p50 / p90 / p99 / max):", "",
             "| producer | native | nchan | native / nchan p99 |", "|---|---|---|---|"]
     for case, what in [("latency-timer", "a timer in the worker, every 2 ms"),
                        ("latency-publisher", "an HTTP POST every 5 ms")]:

@@ -65,7 +65,7 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --label TEXT            copied into the JSON line
   -h, --help              this text
 
-Output: one JSON line: deliveries_per_s; publish->receive latency p50/p99/p999/max/mean in us (measured
+Output: one JSON line: deliveries_per_s; publish->receive latency p50/p90/p99/p999/max/mean in us (measured
 in ns); lost, duplicated, out_of_order and bad (payload) counts, which must all be 0, else the exit
 status is 1; worker CPU (fraction of one core) over the measured time, and per delivery (us); worker RSS (KiB) before the
 subscribers connect, once all are connected, at its peak afterwards (sampled every 50 ms) and after
@@ -638,7 +638,7 @@ async fn run(o: Opts) -> i32 {
     println!(
         "{{\"label\":\"{}\",\"mode\":\"{}\",\"format\":\"{}\",\"connections\":{n},\"size\":{},\"window\":{},\"rate\":{},\"quickack\":{},\
 \"seconds\":{:.3},\"published\":{},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
-\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
+\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
 \"lost\":{},\"duplicated\":{},\"out_of_order\":{},\"bad\":{},\"errors\":{},\"first_error\":{},\
 \"refused_full\":{},\"refused_closed\":{},\"pushed\":{},\
 \"client_cpu\":{:.3},\"client_saturated\":{},\"server_cpu\":{server_cpu},\"server_cpu_us_per_delivery\":{cpu_per_delivery},\
@@ -657,6 +657,7 @@ async fn run(o: Opts) -> i32 {
         sh.deliveries,
         sh.deliveries as f64 / elapsed,
         us(h.quantile(0.5)),
+        us(h.quantile(0.9)),
         us(h.quantile(0.99)),
         us(h.quantile(0.999)),
         us(h.max()),
