@@ -119,7 +119,14 @@ def tables(cells):
             n, c = e.get("native", []), e.get("nchan", [])
             out.append(f"| {what} | {latency_figure(median_run(n))} | {latency_figure(median_run(c))} | "
                        f"{ratios(n, c, ['p99_us'])} |")
-    return "\n".join(out)
+    # Tables without a row (cases not run) are left out.
+    blocks, keep = "\n".join(out).split("\n\n"), []
+    for i, b in enumerate(blocks):
+        if b.startswith("|") and b.count("\n") < 2:
+            keep.pop()  # its title
+            continue
+        keep.append(b)
+    return "\n\n".join(keep)
 
 
 def targets(cells):

@@ -358,39 +358,42 @@ async fn subscriber(
             if o.quickack {
                 let _ = socket2::SockRef::from(&stream).set_tcp_quickack(true);
             }
-            let mut sh = shared.borrow_mut();
-            let mut wake = false;
-            while let Some(f) = ws::next_frame(&buf, &mut start) {
-                match f.opcode {
-                    1 | 2 if f.fin => {}
-                    9 => {
-                        let mut pong = Vec::new();
-                        ws::masked_frame(&mut pong, 0xa, &buf[f.payload.clone()], [1, 2, 3, 4]);
-                        drop(sh);
-                        let _ = stream.write_all(&pong).await;
-                        sh = shared.borrow_mut();
-                        continue;
-                    }
-                    10 => continue,
-                    8 => {
-                        if !*stop.borrow() {
-                            sh.error(format!("subscriber {id}: the server closed the connection"));
+            // Every frame of this read, under one borrow of the tally (released before any await).
+            let (wake, pongs) = {
+                let mut sh = shared.borrow_mut();
+                let mut wake = false;
+                let mut pongs = Vec::new();
+                while let Some(f) = ws::next_frame(&buf, &mut start) {
+                    match f.opcode {
+                        1 | 2 if f.fin => {}
+                        9 => {
+                            ws::masked_frame(&mut pongs, 0xa, &buf[f.payload], [1, 2, 3, 4]);
+                            continue;
                         }
-                        ended_by_server = true;
-                        break 'reading;
+                        10 => continue,
+                        8 => {
+                            if !*stop.borrow() {
+                                sh.error(format!("subscriber {id}: the server closed the connection"));
+                            }
+                            ended_by_server = true;
+                            break 'reading;
+                        }
+                        op => {
+                            sh.bad(format!("subscriber {id}: unexpected frame (opcode {op}, fin {})", f.fin));
+                            continue;
+                        }
                     }
-                    op => {
-                        sh.bad(format!("subscriber {id}: unexpected frame (opcode {op}, fin {})", f.fin));
-                        continue;
+                    let checked = payload_of(o.format, &buf[f.payload], &mut decoded).and_then(|p| check_payload(p, o.size));
+                    match checked {
+                        Ok((seq, sent)) => wake |= sh.deliver(id, seq, sent, now, closed_loop),
+                        Err(e) => sh.bad(format!("subscriber {id}: {e}")),
                     }
                 }
-                let checked = payload_of(o.format, &buf[f.payload], &mut decoded).and_then(|p| check_payload(p, o.size));
-                match checked {
-                    Ok((seq, sent)) => wake |= sh.deliver(id, seq, sent, now, closed_loop),
-                    Err(e) => sh.bad(format!("subscriber {id}: {e}")),
-                }
+                (wake, pongs)
+            };
+            if !pongs.is_empty() {
+                let _ = stream.write_all(&pongs).await;
             }
-            drop(sh);
             if wake {
                 progress.notify_one();
             }
