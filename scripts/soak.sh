@@ -4,6 +4,15 @@
 #   2. load: 1,000 concurrent connections exchanging pings for 30 s, every reply checked;
 #   3. soak: 1,000,000 pings over 64 connections; worker RSS after a 100,000-message warm-up and
 #      at the end.
+#   4. push to clients that never read: 1,000 connections with max_queue_bytes 64 KiB and
+#      on_full = "error", a producer (POSTs to bench/push_servers.lua's fan-out location, each push
+#      encoded per connection) pushing 1 KiB to all of them 50 times a second for 60 s, on a second
+#      worker (127.0.0.1:9181; kernel send buffers fixed at 16 KiB and the clients' receive
+#      buffers at 4 KiB, so that the worker's queues fill within a second). Worker RSS before, with the connections open, at its peak and after
+#      must stay within (limit + the measured fixed cost of a connection) x 1,000 + the baseline;
+#      no error-level line; a fresh client is served afterwards. Then the same for 100 slow readers
+#      (4 KiB every 100 ms, against 50 KiB/s of pushes: queues that never quite empty) for 30 s,
+#      each refused push missed by its subscriber and nothing else.
 # Prints the JSON line of each run; exits non-zero on any error or if the worker died.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,4 +39,55 @@ cycles="${SOAK_CYCLES:-10000}"
 errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$dir/logs/error.log" || true)"
 dropped="$(grep -c 'fatal error in pubsub websocket server, err: failed to receive the first 2 bytes: closed' "$dir/logs/error.log" || true)"
 echo "worker $worker alive; error-level lines: $errors, of which dropped connections: $dropped (expected $((cycles / 2)))"
-[ "$errors" = "$((cycles / 2))" ] && [ "$dropped" = "$errors" ]
+ok=1
+[ "$errors" = "$((cycles / 2))" ] && [ "$dropped" = "$errors" ] || ok=0
+
+# 4. Push to connections that never read, then to slow readers, each on a fresh worker.
+. "$root/bench/nginx-instance.sh"
+limit="${SOAK_PUSH_QUEUE:-65536}"
+pmaster=""
+trap 'kill -QUIT $master $pmaster 2>/dev/null; wait $master $pmaster 2>/dev/null; echo "logs: $dir"' EXIT
+# push_step LABEL CONNECTIONS SECONDS LOADGEN-ARGS...: one push run, a fresh client after it, and the
+# bound checked; sets ok=0 on a failure.
+push_step() {
+    local label=$1 n=$2 secs=$3 line errors pdir
+    shift 3
+    pdir="$dir/$label"
+    mkdir -p "$pdir/conf" "$pdir/logs"
+    "$root/bench/push-nginx-conf.sh" native 9181 4096 "" "sndbuf=16k" > "$pdir/conf/nginx.conf"
+    start_nginx "$pdir"
+    pmaster=$nginx_master pworker=$nginx_worker
+    # The module loaded and one connection served first, so that the baseline is a working worker's.
+    "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-warm-up" --messages 1000
+    line="$("$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$limit&on_full=error" --publish "/pub?shared=0" \
+            --rcvbuf 4096 -c "$n" -s 1024 --rate 50 -t "$secs" --server-pid "$pworker" --label "$label" "$@" || true)"
+    echo "$line"
+    errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$pdir/logs/error.log" || true)"
+    "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-fresh-client" --messages 1000 || ok=0
+    kill -0 "$pworker" || ok=0
+    LINE="$line" LIMIT="$limit" ERRORS="$errors" python3 - <<'PY' || ok=0
+import json, os, sys
+r = json.loads(os.environ["LINE"])
+n, limit, errors = r["connections"], int(os.environ["LIMIT"]), int(os.environ["ERRORS"])
+base, conn, peak, after = (r[f"server_rss_kib_{k}"] for k in ("before", "connected", "peak", "after"))
+fixed = (conn - base) / n
+bound = (limit / 1024 + fixed) * n + base
+print(f"{r['label']}: {n} connections, max_queue_bytes {limit}: worker RSS baseline {base} KiB, "
+      f"{conn} KiB with the connections open (fixed cost {fixed:.1f} KiB each), peak {peak} KiB, after {after} KiB; "
+      f"bound (limit + fixed) x {n} + baseline = {bound:.0f} KiB; {r['published']} publishes, {r['pushed']} pushes "
+      f"queued, {r['refused_full']} refused with queue full, {r['refused_closed']} closed; error-level lines: {errors}")
+ok = peak <= bound and r["refused_full"] > 0 and r["refused_closed"] == 0 and errors == 0 and r["errors"] == 0
+if r["lost"] is not None:
+    # A reader: every push refused is one its subscriber misses, and nothing else is missing.
+    print(f"  delivered {r['deliveries']}, missed {r['lost']}, duplicated {r['duplicated']}, "
+          f"out of order {r['out_of_order']}, bad {r['bad']}")
+    ok = ok and r["lost"] == r["refused_full"] and r["duplicated"] == r["out_of_order"] == r["bad"] == 0
+print(f"{r['label']}:", "within bounds" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+PY
+    kill -QUIT "$pmaster"; wait "$pmaster" 2>/dev/null || true
+}
+push_step push-no-read "${SOAK_PUSH_CONNECTIONS:-1000}" "${SOAK_PUSH_SECONDS:-60}" --no-read
+# Slow readers: 4 KiB every 100 ms against 50 KiB/s of pushes, so their queues never empty.
+push_step push-slow-reader "${SOAK_SLOW_CONNECTIONS:-100}" "${SOAK_SLOW_SECONDS:-30}" --read-pause 100
+[ "$ok" = 1 ]

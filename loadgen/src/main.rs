@@ -4,20 +4,31 @@
 //! Each connection keeps `depth` requests in flight; whenever replies arrive, the same number of new
 //! requests go out in one write. Latency is measured per request, from the write that carried it
 //! to the read that completed its reply. `--cycles N` instead opens and closes N connections, one
-//! ping each (connection churn).
+//! ping each (connection churn). `pubsub-loadgen subscribe` is the push side: subscribers that
+//! check every push, and a publisher (see `push.rs`).
+
+mod histogram;
+mod http;
+mod procstat;
+mod push;
+mod ws;
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use apisix_pubsub_rs::proto::{pub_sub_req, pub_sub_resp, CmdPing, PubSubReq, PubSubResp};
 use prost::Message as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::procstat::{cpu_seconds as proc_cpu, cpu_seconds_self, rss_kib as proc_rss_kib};
+use crate::ws::{fill, take_frame};
 
 const HELP: &str = "\
 pubsub-loadgen: pipelined cmd_ping load against an apisix-pubsub-rs (or APISIX) endpoint
 
 USAGE: pubsub-loadgen [OPTIONS]
+       pubsub-loadgen subscribe [OPTIONS]   push subscribers and a publisher (subscribe --help)
 
   --addr HOST:PORT    server address (default 127.0.0.1:9080); only loopback-style targets make sense
   --path PATH         WebSocket path (default /pubsub)
@@ -135,72 +146,14 @@ impl Reader<'_> {
     }
 }
 
-/// A complete server frame at `buf[*start..]`, if there is one.
-fn take_frame(buf: &[u8], start: &mut usize) -> Option<(u8, Vec<u8>)> {
-    let b = &buf[*start..];
-    if b.len() < 2 {
-        return None;
-    }
-    let op = b[0] & 0x0f;
-    let (len, hdr) = match b[1] & 0x7f {
-        126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-        127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10),
-        126 | 127 => return None,
-        n => (n as usize, 2),
-    };
-    if b.len() < hdr + len {
-        return None;
-    }
-    let payload = b[hdr..hdr + len].to_vec();
-    *start += hdr + len;
-    Some((op, payload))
-}
-
-/// Reads more bytes into `buf`, dropping what was taken.
-async fn fill<R: AsyncReadExt + Unpin>(rd: &mut R, buf: &mut Vec<u8>, start: &mut usize) -> io::Result<()> {
-    if *start > 0 {
-        buf.drain(..*start);
-        *start = 0;
-    }
-    let old = buf.len();
-    buf.resize(old + (1 << 16), 0);
-    let n = rd.read(&mut buf[old..]).await?;
-    buf.truncate(old + n);
-    if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed"));
-    }
-    Ok(())
-}
-
 fn masked_frame(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
-    apisix_pubsub_rs::frame::encode_client_frame(out, true, 0x2, payload, mask);
+    ws::masked_frame(out, 0x2, payload, mask);
 }
 
 impl Conn {
     async fn open(addr: &str, path: &str) -> io::Result<Conn> {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::with_capacity(1 << 16);
-        loop {
-            let mut tmp = [0u8; 4096];
-            let n = stream.read(&mut tmp).await?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"));
-            }
-            buf.extend_from_slice(&tmp[..n]);
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                if !buf.starts_with(b"HTTP/1.1 101") {
-                    return Err(io::Error::other(format!("handshake refused: {}", String::from_utf8_lossy(&buf[..end]))));
-                }
-                buf.drain(..end + 4);
-                return Ok(Conn { stream, buf, start: 0 });
-            }
-        }
+        let (stream, buf) = ws::connect(addr, path, None).await?;
+        Ok(Conn { stream, buf, start: 0 })
     }
 
     /// A complete server message already buffered, if any.
@@ -343,24 +296,6 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
     t
 }
 
-fn cpu_seconds_self() -> f64 {
-    // utime + stime of this process, from /proc (clock ticks of 100 Hz on Linux).
-    proc_cpu(std::process::id()).unwrap_or(0.0)
-}
-
-fn proc_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn proc_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -392,8 +327,17 @@ async fn cycles(o: &Opts, n: u64) -> Tally {
     t
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("subscribe") {
+        args.next();
+        std::process::exit(push::main(args));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(ping_main());
+}
+
+async fn ping_main() {
     let o = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -411,18 +355,7 @@ async fn main() {
     let client0 = cpu_seconds_self();
     let rss_before = o.server_pid.and_then(proc_rss_kib);
     // The worker's peak RSS while the run lasts, sampled every 50 ms.
-    let rss_peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before.unwrap_or(0)));
-    let sampler = o.server_pid.map(|pid| {
-        let peak = rss_peak.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(v) = proc_rss_kib(pid) {
-                    peak.fetch_max(v, std::sync::atomic::Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    });
+    let sampler = o.server_pid.map(|pid| procstat::PeakRss::start(vec![pid]));
     let started = Instant::now();
     let mut total = Tally::default();
     if let Some(n) = o.cycles {
@@ -452,10 +385,7 @@ async fn main() {
         _ => "null".into(),
     };
     let rss_after = o.server_pid.and_then(proc_rss_kib);
-    if let Some(t) = sampler {
-        t.abort();
-    }
-    let rss_peak = rss_after.map(|a| a.max(rss_peak.load(std::sync::atomic::Ordering::Relaxed)));
+    let rss_peak = sampler.as_ref().and_then(procstat::PeakRss::peak);
     total.latencies_us.sort_unstable();
     let l = &total.latencies_us;
     println!(
