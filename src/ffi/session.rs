@@ -12,7 +12,8 @@ use crate::queue::PushError;
 use crate::session::{Chunk, Options, PushFailure, Session, Step, WRITE_MAX};
 use super::contract::push_status;
 
-/// A session as Lua holds it: the session plus the text of its last error.
+/// A session as Lua holds it: the session plus the words of its last protocol error (the other
+/// events' words live in the session).
 #[derive(Debug)]
 pub struct LuaSession {
     session: Session,
@@ -114,8 +115,10 @@ pub unsafe extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_i
     let (Some(ls), Some(ev)) = (unsafe { live(s) }, unsafe { ev.as_mut() }) else { return kind::INTERNAL };
     guard(kind::INTERNAL, || {
         let LuaSession { session, note } = ls;
-        let k = match session.step() {
-            Step::NeedMore => kind::NEED_MORE,
+        // The words of an event point into the session (valid until its next call); only a
+        // protocol error's are made here.
+        let (k, words): (c_int, &str) = match session.step() {
+            Step::NeedMore => (kind::NEED_MORE, ""),
             Step::Command { sequence, command, ops, payload, text } => {
                 ev.sequence = sequence;
                 ev.command = i32::from(command.id);
@@ -123,31 +126,23 @@ pub unsafe extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_i
                 ev.ops = ops.as_ptr();
                 ev.payload = payload.as_ptr();
                 ev.text = text.as_ptr();
-                kind::COMMAND
+                (kind::COMMAND, "")
             }
-            Step::Empty => kind::EMPTY,
-            Step::Undecodable(e) => {
-                note.clear();
-                note.push_str(e);
-                kind::UNDECODABLE
-            }
-            Step::Text(preview) => {
-                note.clear();
-                note.push_str(preview);
-                kind::TEXT
-            }
+            Step::Empty => (kind::EMPTY, ""),
+            Step::Undecodable(e) => (kind::UNDECODABLE, e),
+            Step::Text(preview) => (kind::TEXT, preview),
             Step::Closed(code) => {
                 ev.code = i32::from(code);
-                kind::CLOSED
+                (kind::CLOSED, "")
             }
             Step::Failed(e) => {
                 *note = e.to_string();
                 ev.code = i32::from(e.close_code());
-                kind::FAILED
+                (kind::FAILED, note.as_str())
             }
-            Step::Ended => kind::ENDED,
+            Step::Ended => (kind::ENDED, ""),
         };
-        set_note(ev, note);
+        set_note(ev, words);
         ev.kind = k;
         k
     })
