@@ -4,8 +4,9 @@
 #   SERVER native: this module (bench/push_servers.lua) on /sub (subscribers), /pub (POST: fan-out
 #                  to the worker's subscribers), /flood and /tick (producers inside the server),
 #                  /stats (subscribers and Lua heap);
+#                  For the runtime scripts/runtime.sh decides.
 #          nchan:  Debian's libnginx-mod-nchan, memory store, WebSocket subscribers on /sub/<channel>,
-#                  the HTTP publisher on /pub/<channel>.
+#                  the HTTP publisher on /pub/<channel>. For Debian's nginx, whatever the runtime.
 #   CONNECTIONS    worker_connections and worker_rlimit_nofile (one worker).
 #   EXTRA_MAIN_DIRECTIVE  e.g. "worker_cpu_affinity 01;"
 #   LISTEN_OPTIONS  e.g. "sndbuf=16k": a fixed kernel send buffer per connection, so that a client
@@ -13,17 +14,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 server="$1" port="$2" conns="$3" extra="${4:-}" listen="${5:-}"
-modules=/usr/share/nginx/modules
-[ -d "$modules" ] || modules=/usr/lib/nginx/modules
-user=""
-[ "$(id -u)" = 0 ] && user="user root;"
+eval "$("$root/scripts/runtime.sh")"
 case "$server" in
-    native) printf 'load_module %s/ndk_http_module.so;\nload_module %s/ngx_http_lua_module.so;\n' "$modules" "$modules" ;;
-    nchan) printf 'load_module %s/ngx_nchan_module.so;\n' "$modules" ;;
+    native) "$root/scripts/runtime.sh" --main-conf ;;
+    nchan)
+        modules=/usr/share/nginx/modules
+        [ -f "$modules/ngx_nchan_module.so" ] || modules=/usr/lib/nginx/modules
+        echo "load_module $modules/ngx_nchan_module.so;"
+        [ "$(id -u)" = 0 ] && echo "user root;" ;;
     *) echo "push-nginx-conf.sh: SERVER is native or nchan, not $server" >&2; exit 2 ;;
 esac
 cat <<CONF
-$user
 worker_processes 1;
 $extra
 worker_rlimit_nofile $conns;
@@ -47,8 +48,8 @@ if [ "$server" = native ]; then
         location = /tick { content_by_lua_block { require("push_servers").tick() } }
         location = /stats { content_by_lua_block { require("push_servers").stats() } }
     }
-    lua_package_path "$root/bench/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$root/target/release/lib?.so;;";
+    lua_package_path "$root/bench/?.lua;$PUBSUB_LUA_PATH;";
+    lua_package_cpath "$root/target/release/lib?.so;$PUBSUB_LUA_CPATH;";
 }
 CONF
 else

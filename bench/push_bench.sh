@@ -23,6 +23,7 @@
 #   BENCH_PUSH_CASES   which of "throughput fanout latency" (default all)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
 lg="$root/loadgen/target/release/pubsub-loadgen"
 secs="${BENCH_SECONDS:-5}"
 rounds="${BENCH_ROUNDS:-3}"
@@ -61,7 +62,8 @@ start_servers() {
         pre="$dir/$s"
         mkdir -p "$pre/conf" "$pre/logs"
         "$root/bench/push-nginx-conf.sh" "$s" "$p" "$nofile" "$pin_server" > "$pre/conf/nginx.conf"
-        start_nginx "$pre"
+        # nchan is a module of Debian's nginx; native runs on the runtime scripts/runtime.sh decides.
+        if [ "$s" = nchan ]; then start_nginx "$pre" /usr/sbin/nginx; else start_nginx "$pre"; fi
         masters="$masters $nginx_master"
         port[$s]=$p
         worker[$s]=$nginx_worker
