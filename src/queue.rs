@@ -146,7 +146,9 @@ impl OutputQueue {
             return Err(PushError::QueueFull);
         }
         let fragment = self.fragment;
-        self.largest = self.largest.max(frame::header_len(payload.len()) + payload.len());
+        let size = frame::header_len(payload.len()) + payload.len();
+        self.room_for_push(size + if self.fragments() { size / 8 } else { 0 }, limit);
+        self.largest = self.largest.max(size);
         self.push_frames(|b| frame::encode_message(b, Opcode::Binary, payload, fragment));
         self.mark_push();
         Ok(())
@@ -160,6 +162,7 @@ impl OutputQueue {
             return Err(PushError::QueueFull);
         }
         self.largest = self.largest.max(frame::header_len(len) + len);
+        self.room_for_push(frame::header_len(len), limit);
         self.push_frames(|b| frame::encode_header(b, true, Opcode::Binary, len));
         self.held.push_back(Ref { at: self.queued, id, len });
         self.held_pending += len;
@@ -270,6 +273,26 @@ impl OutputQueue {
         }
         self.queued -= sent;
         self.sent = 0;
+    }
+
+    /// Makes room for `n` more bytes of a push under `limit`: compacts first, then grows the
+    /// buffer as a `Vec` would (doubling) but not past what the limit can ever need, so that a
+    /// queue kept full by a client that never reads holds about its limit, not twice it.
+    fn room_for_push(&mut self, n: usize, limit: usize) {
+        self.compact();
+        pool::refill(&mut self.buf);
+        let need = self.buf.len() + n;
+        if self.buf.capacity() < need {
+            let cap = (self.buf.capacity() * 2).min((self.buf.len() - self.sent).max(limit).saturating_add(n));
+            self.buf.reserve_exact(cap.max(need) - self.buf.len());
+        }
+    }
+
+    /// Like [`OutputQueue::lend`], for a push under `limit`: with room for a message of a usual
+    /// size made the way [`OutputQueue::room_for_push`] makes it.
+    pub fn lend_push(&mut self, limit: usize) -> Vec<u8> {
+        self.room_for_push(WRITE_BATCH, limit);
+        self.lend(0)
     }
 
     /// The buffer's capacity (for tests and memory accounting).
@@ -588,5 +611,31 @@ mod tests {
         assert!(peak < 8 * 4096 + 2 * pending, "the buffer kept its sent front: {peak} bytes for {pending} pending");
         let all = drain(&mut q, &values, 1000);
         assert_eq!(all.len(), pending);
+    }
+
+    #[test]
+    fn a_full_queue_that_never_sends_holds_about_its_limit() {
+        let limit = 65_536;
+        for held in [false, true] {
+            let mut q = OutputQueue::new(None);
+            let mut e = ReplyEncoder::new(Schema::builtin());
+            let mut n = 0u32;
+            loop {
+                let ok = if held {
+                    let buf = q.lend_push(limit);
+                    e.begin_in(buf, 1);
+                    e.put_pong(&[b'p'; 1000]);
+                    q.seal_push(e.take().unwrap(), limit).is_ok()
+                } else {
+                    q.push_copy(&[b'c'; 1000], limit).is_ok()
+                };
+                if !ok {
+                    break;
+                }
+                n += 1;
+            }
+            assert!(n >= 60, "{n} pushes fit");
+            assert!(q.capacity() <= limit + 2 * WRITE_BATCH, "capacity {} for a limit of {limit}", q.capacity());
+        }
     }
 }

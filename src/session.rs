@@ -348,7 +348,7 @@ impl Session {
         if self.out.is_lent() {
             self.out.restore(self.encoder.abandon());
         }
-        self.encoder.begin_in(self.out.lend(0), sequence);
+        self.encoder.begin_in(self.out.lend_push(self.max_queue), sequence);
     }
 
     /// Queues the push built since [`Session::push_begin`] after everything queued so far, or

@@ -559,15 +559,34 @@ nilbad sequence: 1.5
 
 
 
-=== TEST 19: require("apisix.core.pubsub") is the native module (the APISIX drop-in shim)
+=== TEST 19: require("apisix.core.pubsub") is the native module (the APISIX drop-in shim), replying "unknown command" as APISIX 3 does
 --- config
+    location /shim {
+        content_by_lua_block {
+            local pubsub = require("apisix.core.pubsub").new(ngx.var.arg_named and { unknown_command = "named" } or nil)
+            pubsub:wait()
+        }
+    }
     location /t {
         content_by_lua_block {
-            ngx.say(require("apisix.core.pubsub") == require("apisix_pubsub_rs"))
+            local shim, native = require("apisix.core.pubsub"), require("apisix_pubsub_rs")
+            ngx.say(getmetatable(shim).__index == native, " ", shim.encode_resp == native.encode_resp, " ", shim.version == native.version)
+            local rawws = require("rawws")
+            for _, path in ipairs({ "/shim", "/shim?named=1" }) do
+                local ws = rawws.connect(path)
+                ws:send(ws.req({ sequence = 1, cmd_kafka_fetch = { topic = "t" } }))
+                ngx.say(path, ": ", assert(ws:resp()).error_resp.message)
+                ws:send(ws.close_frame(1000))
+                ws:close_code()
+            end
         }
     }
 --- response_body
-true
+true true true
+/shim: unknown command
+/shim?named=1: unknown command: cmd_kafka_fetch
+--- error_log
+pubsub callback handler not registered for the command, command: cmd_kafka_fetch
 
 
 
