@@ -3,6 +3,7 @@
 //! The crate is a pure core and one boundary:
 //! - [`frame`]: RFC 6455 framing, server side, without I/O;
 //! - [`wire`], [`schema`], [`message`]: the protobuf codec of `PubSubReq` / `PubSubResp`;
+//! - [`proto_file`]: a proto file compiled at run time and laid over the built-in schema;
 //! - [`queue`]: a connection's output queue and its write-size policy;
 //! - [`session`]: one connection's state, tying framing, messages and the queue together;
 //! - `pool` (private): spare buffers the connections of a worker share;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod message;
 pub mod resp;
 mod pool;
+pub mod proto_file;
 pub mod queue;
 pub mod schema;
 pub mod session;

@@ -194,6 +194,13 @@ pub struct KnownIds {
 #[error("{0}")]
 pub struct SchemaError(String);
 
+impl SchemaError {
+    /// An error with these words.
+    pub fn new(words: String) -> SchemaError {
+        SchemaError(words)
+    }
+}
+
 /// The messages and fields of a pubsub proto.
 #[derive(Debug)]
 pub struct Schema {
@@ -209,7 +216,7 @@ pub struct Schema {
 }
 
 /// `proto/pubsub.proto` as `build.rs` compiled it, an encoded `FileDescriptorSet`.
-const BUILTIN_DESCRIPTOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pubsub.fds"));
+pub(crate) const BUILTIN_DESCRIPTOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pubsub.fds"));
 /// The name of the built-in file in that set.
 const BUILTIN_FILE: &str = "proto/pubsub.proto";
 
@@ -226,6 +233,12 @@ impl Schema {
             let fds = FileDescriptorSet::decode(BUILTIN_DESCRIPTOR).expect("build.rs wrote a valid descriptor set");
             Arc::new(Schema::from_descriptor(&fds, BUILTIN_FILE).expect("proto/pubsub.proto is a pubsub schema"))
         })
+    }
+
+    /// The built-in schema with the proto file at `path` laid over it (see [`crate::proto_file`]).
+    pub fn load(path: &std::path::Path) -> Result<Schema, SchemaError> {
+        let fds = FileDescriptorSet::decode(BUILTIN_DESCRIPTOR).expect("build.rs wrote a valid descriptor set");
+        crate::proto_file::load(path, &fds)
     }
 
     /// The schema of the top-level messages of `file` in `fds`, which must define `PubSubReq` and

@@ -322,16 +322,18 @@ end
 local to_int64, int64_for_lua, build_params, encode_reply =
     _M.to_int64, _M.int64_for_lua, _M.build_params, _M.encode_reply
 
-local codec, codec_encoder
 local codec_event = EVENT_T()
 
+-- The connection-less codec of the current schema (one per schema, made when first needed).
 local function get_codec()
+    local schema = schemas.current()
+    local codec = schema.codec
     if not codec then
-        local schema = schemas.builtin()
         codec = ffi_gc(C.codec_new(schema.handle), C.codec_free)
-        codec_encoder = C.codec_encoder(codec)
+        schema.codec = codec
+        schema.codec_encoder = C.codec_encoder(codec)
     end
-    return codec, codec_encoder
+    return codec, schema.codec_encoder, schema
 end
 
 --- Decodes a `PubSubReq` without a connection, for users who bring their own transport.
@@ -341,7 +343,7 @@ function _M.decode_req(bytes)
     if type(bytes) ~= "string" then
         error("decode_req: bytes must be a string, got " .. type(bytes), 2)
     end
-    local c = get_codec()
+    local c, _, schema = get_codec()
     local ev = codec_event
     local k = C.codec_decode(c, bytes, #bytes, ev)
     if k == KIND.UNDECODABLE then
@@ -353,7 +355,6 @@ function _M.decode_req(bytes)
     if k == KIND.EMPTY then
         return seq, nil, nil
     end
-    local schema = schemas.builtin()
     local f = schema.fields[ev.command]
     return seq, f.name, build_params(schema, ev, f.target)
 end
@@ -367,9 +368,9 @@ function _M.encode_resp(sequence, reply)
     if seq == nil then
         return nil, "bad sequence: " .. tostring(sequence)
     end
-    local _, enc = get_codec()
+    local _, enc, schema = get_codec()
     C.enc_begin(enc, seq)
-    local err = encode_reply(schemas.builtin(), enc, reply)
+    local err = encode_reply(schema, enc, reply)
     if err then
         return nil, err
     end

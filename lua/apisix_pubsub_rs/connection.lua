@@ -39,16 +39,29 @@ local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
 local build_params, encode_reply, release_held = codec.build_params, codec.encode_reply, codec.release_held
 local hold, to_int64 = codec.hold, codec.to_int64
 
-local schema = schemas.builtin()
-local FIELDS = schema.fields
-
 local _M = {
     version = native.version,
-    _COMMANDS = schema.command_names,
-    _REPLIES = schema.reply_names,
+    _COMMANDS = schemas.builtin().command_names,
+    _REPLIES = schemas.builtin().reply_names,
     decode_req = codec.decode_req,
     encode_resp = codec.encode_resp,
 }
+
+--- Compiles the proto file at `path` (APISIX's `pubsub.proto`, or one's own) and lays it over the
+-- built-in schema: its commands and replies are then served beside the built-in ones, by
+-- connections made from now on and by decode_req / encode_resp, with no rebuild.
+-- @return true | nil, err (naming the file and line; the schema in force stays)
+function _M.load_proto(path)
+    if type(path) ~= "string" then
+        error("bad path: a string expected, got " .. type(path), 2)
+    end
+    local schema, err = schemas.load(path)
+    if not schema then
+        return nil, err
+    end
+    _M._COMMANDS, _M._REPLIES = schema.command_names, schema.reply_names
+    return true
+end
 local mt = { __index = _M }
 
 -- nil, or the words of a bad option: a positive integer (below 2^53) is expected.
@@ -130,6 +143,7 @@ function _M.new(opts)
         sock:settimeout(timeout)
     end
 
+    local schema = schemas.current()
     local sess = C.session_new(schema.handle, max_payload, max_message, fragment or 0,
                                max_queue or MAX_QUEUE_DEFAULT)
     if sess == nil then
@@ -159,6 +173,7 @@ function _M.new(opts)
             plain_unknown = unknown == "plain", -- "unknown command" without the name (APISIX >= 3.0)
             ended = false,              -- send() returns "closed" from then on
             reason = nil,               -- what wait() returns when a push ended the connection
+            schema = schema,            -- the session's, whatever is loaded later
         },
     }, mt)
 end
@@ -174,6 +189,7 @@ function _M.on(self, command, handler)
     if type(command) ~= "string" then
         error("bad command: a string expected, got " .. type(command), 2)
     end
+    local schema = (self.io and self.io.schema) or schemas.current()
     if not schema.commands[command] then
         error("unknown command '" .. command .. "': pubsub.proto defines " .. schema.command_list, 2)
     end
@@ -273,7 +289,7 @@ function _M.send(self, reply, sequence)
     else
         local held_before = held and held.n or 0
         C.session_push_begin(sess, seq)
-        local err = encode_reply(schema, C.session_encoder(sess), reply, held ~= false and self or nil)
+        local err = encode_reply(io.schema, C.session_encoder(sess), reply, held ~= false and self or nil)
         if err then
             C.session_abandon(sess)
             rc = PUSH.FAILED
@@ -309,8 +325,8 @@ local READ_MAX = 65536
 
 -- Hands the command in `ev` to its handler and queues the one reply it gets.
 local function serve_command(self, ev)
-    local sess = self.sess
-    local f = FIELDS[ev.command]
+    local sess, schema = self.sess, self.io.schema
+    local f = schema.fields[ev.command]
     local name = f.name
     local handler = self.cmd_handler[name]
     if not handler then

@@ -68,6 +68,7 @@ local function view(handle)
 end
 
 local builtin
+local current
 
 --- The built-in schema (proto/pubsub.proto as the library was built with).
 function _M.builtin()
@@ -79,6 +80,30 @@ function _M.builtin()
         builtin = view(handle)
     end
     return builtin
+end
+
+--- The schema new connections and the connection-less codec use: the built-in one until a proto
+-- file is loaded.
+function _M.current()
+    return current or _M.builtin()
+end
+
+local ERR_PTR = ffi.typeof("const char *[1]")
+
+--- Compiles the proto file at `path`, lays it over the built-in schema and makes the result the
+-- current one. Returns the schema, or nil and the error (naming the file and line); the schema in
+-- force stays then.
+function _M.load(path)
+    local err, err_len = ERR_PTR(), SIZE_T_BOX()
+    local handle = C.schema_load(path, #path, err, err_len)
+    if handle == nil then
+        if err[0] == nil then
+            return nil, "failed to load " .. path
+        end
+        return nil, ffi_string(err[0], err_len[0])
+    end
+    current = view(handle)
+    return current
 end
 
 return _M

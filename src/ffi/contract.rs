@@ -21,6 +21,7 @@ macro_rules! c_type {
     (c_int) => { "int" };
     (*const u8) => { "const char *" };
     (*mut usize) => { "size_t *" };
+    (*mut *const u8) => { "const char **" };
     (*mut i64) => { "int64_t *" };
     (*const Op) => { "const apisix_pubsub_rs_op *" };
     (*mut Event) => { "apisix_pubsub_rs_event *" };
@@ -226,6 +227,7 @@ c_consts! {
 
 exports! {
     schema::schema_builtin() -> [*const SchemaHandle];
+    schema::schema_load([*const u8], [usize], [*mut *const u8], [*mut usize]) -> [*const SchemaHandle];
     schema::schema_free([*const SchemaHandle]) -> [()];
     schema::schema_lua([*const SchemaHandle], [*mut usize]) -> [*const u8];
     session::session_new([*const SchemaHandle], [u64], [u64], [u64], [u64]) -> [*mut LuaSession];
