@@ -7,6 +7,7 @@
 #
 #   STATE=60000 CONNS=1 DEPTH=16 MESSAGES=2000   the load (after a 200-message warm-up)
 #   LIB_DIR=target/release                       where libapisix_pubsub_rs.so is (compare builds)
+#   PROTO=path/to/pubsub.proto                   a schema loaded at run time (load_proto), to compare
 #   TOP=15                                       functions listed, by their own instructions
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +21,12 @@ dir="$(mktemp -d /tmp/apisix-pubsub-rs-instr.XXXXXX)"
 mkdir -p "$dir/conf" "$dir/logs" "$dir/lua"
 "$root/scripts/runtime.sh" --lua > "$dir/lua/pubsub_runtime.lua"
 port=9480
+# PROTO=<file>: serve a schema loaded at run time (pubsub.load_proto) instead of the built-in one.
+proto_init=""
+if [ -n "${PROTO:-}" ]; then
+    proto="$(cd "$(dirname "$PROTO")" && pwd)/$(basename "$PROTO")"
+    proto_init="init_by_lua_block { assert(require(\"apisix_pubsub_rs\").load_proto(\"$proto\")) }"
+fi
 cat > "$dir/conf/nginx.conf" <<CONF
 $("$root/scripts/runtime.sh" --main-conf)
 daemon off;
@@ -32,6 +39,7 @@ http {
     lua_socket_log_errors off;
     lua_package_path "$root/bench/?.lua;$dir/lua/?.lua;$PUBSUB_LUA_PATH;";
     lua_package_cpath "$lib_dir/lib?.so;$PUBSUB_LUA_CPATH;";
+    $proto_init
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
