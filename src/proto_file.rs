@@ -51,12 +51,10 @@ fn compile_error(e: &protox::Error, name: &str, shown: &str) -> String {
     }
 }
 
-/// The line (1-based) where the file declares message `m`, or its field `f`.
-fn line(file: &FileDescriptorProto, m: usize, f: Option<usize>) -> Option<i32> {
-    let mut want = vec![4, m as i32];
-    if let Some(f) = f {
-        want.extend([2, f as i32]);
-    }
+/// The line (1-based) where the file declares field `f` of message `m`.
+fn line(file: &FileDescriptorProto, m: usize, f: usize) -> Option<i32> {
+    // The source-code path of a field: message_type (4), the message, field (2), the field.
+    let want = [4, m as i32, 2, f as i32];
     let info = file.source_code_info.as_ref()?;
     info.location.iter().find(|l| l.path == want).and_then(|l| l.span.first()).map(|l| l + 1)
 }
@@ -77,7 +75,7 @@ fn short_type<'a>(type_name: &'a str, package: &str) -> &'a str {
 
 fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) -> Result<FileDescriptorProto, SchemaError> {
     let package = file.package();
-    let at = |m: usize, f: Option<usize>| match line(file, m, f) {
+    let at = |m: usize, f: usize| match line(file, m, f) {
         Some(l) => format!("{shown}:{l}"),
         None => shown.to_string(),
     };
@@ -108,7 +106,7 @@ fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) ->
                 (Some(b), _) if b.number() != f.number() || shape(b, "") != shape(f, package) => {
                     return Err(SchemaError::new(format!(
                         "{}: field {} of {} is number {} with another type in the built-in schema, which this file may not change",
-                        at(mi, Some(fi)),
+                        at(mi, fi),
                         f.name(),
                         m.name(),
                         b.number()
@@ -118,7 +116,7 @@ fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) ->
                 (None, Some(b)) => {
                     return Err(SchemaError::new(format!(
                         "{}: number {} of {} is {} in the built-in schema, not {}",
-                        at(mi, Some(fi)),
+                        at(mi, fi),
                         f.number(),
                         m.name(),
                         b.name(),
@@ -128,7 +126,7 @@ fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) ->
                 (None, None) if envelope && f.number() <= 30 => {
                     return Err(SchemaError::new(format!(
                         "{}: field {} of {}: numbers 1 to 30 carry basic information, and only the built-in ones are served; commands and replies take numbers above 30",
-                        at(mi, Some(fi)),
+                        at(mi, fi),
                         f.name(),
                         m.name()
                     )));
@@ -145,7 +143,7 @@ fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) ->
                     } else if f.oneof_index.is_some() {
                         return Err(SchemaError::new(format!(
                             "{}: field {} adds a oneof to {}, which the built-in schema declares without it",
-                            at(mi, Some(fi)),
+                            at(mi, fi),
                             f.name(),
                             m.name()
                         )));
@@ -154,7 +152,6 @@ fn merge(base: &FileDescriptorProto, file: &FileDescriptorProto, shown: &str) ->
                 }
             }
         }
-        let _ = at(mi, None);
     }
     Ok(merged)
 }

@@ -315,10 +315,7 @@ impl OutputQueue {
     /// frame header: 4 bytes (payloads up to 65535 bytes) unless `hint`, the expected size, is
     /// larger, then 10. Give it back with [`OutputQueue::seal`] or [`OutputQueue::restore`].
     pub fn lend(&mut self, hint: usize) -> Vec<u8> {
-        if self.lent.is_some() {
-            // Lent and never given back (a caller that lost it): what was queued is kept.
-            self.buf.clear();
-        }
+        debug_assert!(self.lent.is_none(), "lent twice: restore or seal the first message");
         self.compact();
         let room = if hint > 0xffff { 10 } else { 4 };
         let at = self.queued;

@@ -232,10 +232,8 @@ impl Session {
         if self.ended {
             return Step::Ended;
         }
-        if self.out.is_lent() {
-            // A reply begun and never finished or failed is dropped.
-            self.out.restore(self.encoder.abandon());
-        }
+        // A reply begun and never finished or failed is dropped.
+        self.abandon();
         loop {
             let Session { frames, out, encoder, requests, .. } = self;
             let polled = frames.poll_data(|ev| {
@@ -303,9 +301,7 @@ impl Session {
 
     /// Starts the reply to the command handed out last; fill it through [`Session::encoder`].
     pub fn reply_begin(&mut self) {
-        if self.out.is_lent() {
-            self.out.restore(self.encoder.abandon());
-        }
+        self.abandon();
         self.encoder.begin_in(self.out.lend(self.hint), self.sequence);
     }
 
@@ -334,9 +330,7 @@ impl Session {
     /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
     pub fn reply_error(&mut self, message: &[u8]) {
         self.awaiting_reply = false;
-        if self.out.is_lent() {
-            self.out.restore(self.encoder.abandon());
-        }
+        self.abandon();
         if !self.ended {
             queue_reply(&mut self.out, &mut self.encoder, 0, self.sequence, |e| e.put_error(0, message));
         }
@@ -345,9 +339,7 @@ impl Session {
     /// Starts a push with this sequence; fill it through [`Session::encoder`], then call
     /// [`Session::push_finish`]. Nothing is queued until then.
     pub fn push_begin(&mut self, sequence: i64) {
-        if self.out.is_lent() {
-            self.out.restore(self.encoder.abandon());
-        }
+        self.abandon();
         self.encoder.begin_in(self.out.lend_push(self.max_queue), sequence);
     }
 
@@ -381,9 +373,7 @@ impl Session {
         if self.ended {
             return Err(PushError::Closed);
         }
-        if self.out.is_lent() {
-            self.out.restore(self.encoder.abandon());
-        }
+        self.abandon();
         match held {
             Some(id) if !self.out.fragments() => self.out.push_held(id, payload.len(), self.max_queue),
             _ => self.out.push_copy(payload, self.max_queue),
@@ -413,9 +403,7 @@ impl Session {
         if !self.ended {
             self.ended = true;
             self.awaiting_reply = false;
-            if self.out.is_lent() {
-                self.out.restore(self.encoder.abandon());
-            }
+            self.abandon();
             self.out.push_frames(|b| frame::encode_close(b, code, reason));
         }
     }

@@ -94,6 +94,14 @@ end
 -- How long the writer sleeps at most without being woken (it then checks again).
 local IDLE_WAIT = 60
 
+-- Lets a reader waiting in drain() go on.
+local function release_reader(io)
+    if io.reader_waiting then
+        io.reader_waiting = false
+        io.drained:post(1)
+    end
+end
+
 --- The writer thread's body: writes whatever is queued whenever woken, until `io.stop` is set and
 -- nothing is left, or a write fails (`io.failed` then holds the socket's error).
 function _M.run(conn)
@@ -106,10 +114,7 @@ function _M.run(conn)
                 break
             end
         end
-        if io.reader_waiting then
-            io.reader_waiting = false
-            io.drained:post(1)
-        end
+        release_reader(io)
         if C.session_pending(sess) == 0 then
             if io.stop then
                 break
@@ -117,10 +122,7 @@ function _M.run(conn)
             io.wake:wait(IDLE_WAIT)
         end
     end
-    if io.reader_waiting then
-        io.reader_waiting = false
-        io.drained:post(1)
-    end
+    release_reader(io)
 end
 
 --- Wakes the writer of `conn` (from any Lua context of the worker).
