@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
 use crate::message::{op, EncodeError, Op, ReplyEncoder, RequestDecoder};
-use crate::metrics::{error_kind, message_type, WORKER as METRICS};
+use crate::metrics::{self, error_kind, message_type, WORKER as METRICS};
 use crate::queue::{OutputQueue, PushError};
 use crate::schema::{Field, Schema};
 
@@ -137,6 +137,8 @@ pub struct Session {
     /// room of the next reply.
     hint: usize,
     awaiting_reply: bool,
+    /// When the command was handed out ([`metrics::now_us`]), for the handler-time histogram.
+    handed_out: u64,
     ended: bool,
     /// See [`Options::max_queue_bytes`].
     max_queue: usize,
@@ -157,6 +159,7 @@ impl Session {
             sequence: 0,
             hint: 0,
             awaiting_reply: false,
+            handed_out: 0,
             ended: false,
             max_queue: opts.max_queue_bytes.unwrap_or(usize::MAX),
             note: String::new(),
@@ -320,6 +323,7 @@ impl Session {
             self.command = Some(command);
             self.hint = payload.len();
             self.awaiting_reply = true;
+            self.handed_out = metrics::now_us();
             break;
         }
         let (ops, text) = self.requests.last();
@@ -352,12 +356,22 @@ impl Session {
         let out = &mut self.out;
         self.encoder.take().map(|taken| out.seal(taken))?;
         METRICS.reply();
+        self.time_served();
         self.awaiting_reply = false;
         Ok(())
     }
 
+    /// Samples how long the command awaiting its reply was out: its handler, with its parameter
+    /// table and its reply's encoding.
+    fn time_served(&self) {
+        if let (true, Some(c)) = (self.awaiting_reply, self.command) {
+            METRICS.handler_time(c.number, metrics::now_us().saturating_sub(self.handed_out));
+        }
+    }
+
     /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
     pub fn reply_error(&mut self, message: &[u8]) {
+        self.time_served();
         self.awaiting_reply = false;
         self.abandon();
         if !self.ended {

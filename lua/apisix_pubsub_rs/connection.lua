@@ -36,7 +36,6 @@ local PUSH = native.push
 local INFO = ngx and ngx.INFO
 local getmetatable = getmetatable
 -- Metrics (src/metrics.rs): what only Lua sees is sampled through these calls.
-local METRICS_ON = metrics.enabled
 local END, ERRKIND = native.metrics_end, native.metrics_error
 
 local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
@@ -346,11 +345,7 @@ local function serve_command(self, ev)
         return
     end
     local params = build_params(schema, ev, f.target)
-    local t0 = METRICS_ON and C.metrics_now()
     local ok, resp, err = pcall(handler, params)
-    if t0 then
-        C.metrics_handler_done(f.number, t0)
-    end
     if not ok then
         ngx_log(ERR, "pubsub handler of command ", name, " raised an error: ", tostring(resp))
         local msg = tostring(resp)

@@ -277,8 +277,6 @@ exports! {
     metrics::metrics_ended([c_int], [c_int]) -> [()];
     metrics::metrics_error([c_int]) -> [()];
     metrics::metrics_push_closed() -> [()];
-    metrics::metrics_now() -> [f64];
-    metrics::metrics_handler_done([u32], [f64]) -> [()];
     metrics::metrics_set([c_int], [u64]) -> [()];
     metrics::metrics_snapshot([*mut usize]) -> [*const u8];
     metrics::metrics_render([*const SchemaHandle], [*const u8], [usize], [c_int], [*mut usize]) -> [*const u8];

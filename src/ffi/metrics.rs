@@ -1,11 +1,9 @@
 //! The worker's metrics as Lua reads and feeds them: the samples only Lua sees (connections made
-//! and ended, error replies decided in Lua, handler time), a monotonic clock, and the figures as
-//! bytes (for a shared dict), as the Prometheus exposition and as a Lua table.
+//! and ended, error replies decided in Lua, pushes refused there), and the figures as bytes (for
+//! a shared dict), as the Prometheus exposition and as a Lua table.
 
 use std::cell::RefCell;
 use std::ffi::c_int;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use super::schema::{schema_of, SchemaHandle};
 use super::{bytes, guard};
@@ -65,20 +63,6 @@ pub extern "C" fn metrics_error(kind: c_int) {
 /// A push was refused in Lua: the connection had ended.
 pub extern "C" fn metrics_push_closed() {
     guard((), || WORKER.push_refused(false))
-}
-
-/// Microseconds on a monotonic clock (since its first reading in this process), as a Lua number.
-pub extern "C" fn metrics_now() -> f64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    guard(0.0, || EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e6)
-}
-
-/// The handler of the command with field number `number` ran from `start` (a [`metrics_now`]) until now.
-pub extern "C" fn metrics_handler_done(number: u32, start: f64) {
-    guard((), || {
-        let us = (metrics_now() - start).max(0.0) as u64;
-        WORKER.handler_time(number, us)
-    })
 }
 
 /// Sets figure `slot` (`metrics_slot`) to `value`: for tests of overflow and sums.

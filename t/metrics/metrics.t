@@ -72,6 +72,7 @@ connections_ended.peer_close +1
 error_replies.undecodable +1
 error_replies.unknown_command +1
 handler.cmd_kafka_fetch.count +1
+handler.cmd_kafka_list_offset.count +1
 messages_received.binary +5
 messages_received.close +1
 messages_received.ping +1
@@ -119,6 +120,7 @@ error_replies.handler_error +2
 error_replies.handler_raised +1
 error_replies.unknown_command +1
 handler.cmd_kafka_fetch.count +5
+handler.cmd_kafka_list_offset.count +1
 messages_received.binary +6
 messages_received.close +1
 peer_close_codes.1001 +1
@@ -222,7 +224,7 @@ its push queue is full
 
 
 
-=== TEST 5: handler time: a histogram per command, on a monotonic clock, in seconds
+=== TEST 5: handler time: a histogram per command, on a monotonic clock, in seconds, from the command handed out to its reply queued
 --- config
     location /t {
         content_by_lua_block {

@@ -46,8 +46,20 @@ __DATA__
                 local text = pubsub.prometheus()
                 return text:match("\n" .. series:gsub("[%[%]%(%)%.%+%-]", "%%%0") .. " (%S+)")
             end
-            ngx.sleep(0.3)
-            ngx.say("workers ", v("apisix_pubsub_workers_reporting"))
+            -- Waits (up to 5 s: the other worker publishes every 0.1 s, later on a loaded machine)
+            -- until `series` reads `want`; returns what it read last.
+            local function once(series, want)
+                local got
+                for _ = 1, 500 do
+                    got = v(series)
+                    if got == want then
+                        break
+                    end
+                    ngx.sleep(0.01)
+                end
+                return got
+            end
+            ngx.say("workers ", once("apisix_pubsub_workers_reporting", "2"))
             ngx.say("accepted ", v("apisix_pubsub_connections_accepted_total"))
             ngx.say("open ", v("apisix_pubsub_connections_open"))
             ngx.say("high water ", v("apisix_pubsub_queue_high_water_bytes"))
@@ -57,14 +69,12 @@ __DATA__
             ws:send(ws.req({ sequence = 1, cmd_ping = { state = "x" } }))
             assert(ws:resp())
             -- Whichever worker serves it, its figures are in the sum within the interval.
-            ngx.sleep(0.3)
-            ngx.say("during: accepted ", v("apisix_pubsub_connections_accepted_total"), ", open ",
-                v("apisix_pubsub_connections_open"), ", pings ", v('apisix_pubsub_commands_total{command="cmd_ping"}'))
+            ngx.say("during: pings ", once('apisix_pubsub_commands_total{command="cmd_ping"}', "1"), ", accepted ",
+                v("apisix_pubsub_connections_accepted_total"), ", open ", v("apisix_pubsub_connections_open"))
             ws:send(rawws.close_frame(1000))
             ws:close_code()
-            ngx.sleep(0.3)
-            ngx.say("after: open ", v("apisix_pubsub_connections_open"), ", ended ",
-                v('apisix_pubsub_connections_ended_total{reason="peer_close"}'))
+            ngx.say("after: ended ", once('apisix_pubsub_connections_ended_total{reason="peer_close"}', "1"),
+                ", open ", v("apisix_pubsub_connections_open"))
         }
     }
 --- response_body
@@ -73,8 +83,8 @@ accepted 3000
 open 3000
 high water 200
 this worker's own: true
-during: accepted 3001, open 3001, pings 1
-after: open 3000, ended 1
+during: pings 1, accepted 3001, open 3001
+after: ended 1, open 3000
 
 
 
@@ -87,21 +97,28 @@ after: open 3000, ended 1
             local function accepted()
                 return tonumber(pubsub.prometheus():match("\napisix_pubsub_connections_accepted_total (%d+)"))
             end
-            ngx.sleep(0.3)
-            ngx.say("before: ", accepted())
             local me = ngx.worker.id()
-            local other = 1 - me
+            local other, mine = 1 - me, 1000 * (me + 1)
+            local function once(want)
+                for _ = 1, 500 do
+                    if accepted() == want then
+                        break
+                    end
+                    ngx.sleep(0.01)
+                end
+                return accepted()
+            end
+            ngx.say("before: ", once(3000))
             local pid = d:get("pid:" .. other)
             os.execute("kill -KILL " .. pid)
-            for _ = 1, 300 do
+            for _ = 1, 500 do
                 if d:get("pid:" .. other) ~= pid then
                     break
                 end
                 ngx.sleep(0.01)
             end
             ngx.say("restarted: ", d:get("pid:" .. other) ~= pid)
-            ngx.sleep(0.3)
-            ngx.say("after: only this worker's share: ", accepted() == 1000 * (me + 1))
+            ngx.say("after: only this worker's share: ", once(mine) == mine)
             ngx.say("workers ", pubsub.prometheus():match("\napisix_pubsub_workers_reporting (%d+)"))
         }
     }
