@@ -21,7 +21,8 @@ end
 
 --- The server: cmd_ping answered by the library, cmd_kafka_fetch by `fetch`, no handler for
 -- cmd_kafka_list_offset. Query: timeout, max_queue_bytes, on_full, push (pushes of `size`
--- bytes sent at once from a light thread, then one more after the end).
+-- bytes sent at once from a light thread, then one more after the end), log_end (log this
+-- worker's worker_exiting count once wait() returns).
 function _M.serve()
     local args = ngx.req.get_uri_args()
     local ps = assert(pubsub.new({ timeout = tonumber(args.timeout), max_queue_bytes = tonumber(args.max_queue_bytes),
@@ -37,6 +38,9 @@ function _M.serve()
         end)
     end
     ps:wait()
+    if args.log_end then
+        ngx.log(ngx.WARN, "ended: worker_exiting=", pubsub.metrics().connections_ended.worker_exiting)
+    end
     if n then
         ps:send({ pong_resp = { state = "late" } })
     end
@@ -83,6 +87,14 @@ function _M.changes(before, skip)
     end
     table.sort(lines)
     return table.concat(lines, "\n")
+end
+
+--- Has the master reload (SIGHUP): this generation of workers exits gracefully.
+function _M.reload()
+    local f = assert(io.open(ngx.config.prefix() .. "logs/nginx.pid"))
+    local master = f:read("*l")
+    f:close()
+    os.execute("kill -HUP " .. master)
 end
 
 --- Waits until the server side of the connections has ended (their counters moved): the client

@@ -129,3 +129,22 @@ after: only this worker's share: true
 workers 2
 --- no_error_log
 [error]
+
+
+
+=== TEST 3: a connection the worker's exit ends counts as worker_exiting, in the exiting worker
+--- config
+    location /t {
+        content_by_lua_block {
+            local ws = require("rawws").connect("/ps?timeout=100&log_end=1")
+            ws:send(ws.req({ sequence = 1, cmd_ping = { state = "before" } }))
+            ngx.say(assert(ws:resp()).pong_resp.state)
+            require("metrics_probe").reload()
+            ngx.say("close ", (ws:close_code()))
+        }
+    }
+--- response_body
+before
+close 1001
+--- error_log
+ended: worker_exiting=1
