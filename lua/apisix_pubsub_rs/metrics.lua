@@ -25,8 +25,8 @@ local _M = {
     enabled = C.metrics_enabled() ~= 0,
 }
 
--- The dict configure() named, and how often this worker publishes into it (s).
-local dict
+-- The dict configure() named, and whether this worker's publishing timer runs.
+local dict, publishing
 
 -- Writes this worker's figures into the dict. A worker that is exiting (its timer fires early)
 -- does not: after a reload, a new worker of the same id publishes there.
@@ -48,6 +48,7 @@ end
 -- @tparam table opts `metrics_dict`: the name of a lua_shared_dict into which each worker
 --   publishes its figures every `metrics_interval` seconds (default 1), so that
 --   `prometheus()` sums the figures of every worker
+-- @return true | nil, err (the timer could not start); misuse raises
 function _M.configure(opts)
     if type(opts) ~= "table" then
         error("bad opts: a table expected, got " .. type(opts), 2)
@@ -65,9 +66,13 @@ function _M.configure(opts)
         end
         dict = ngx.shared[name]
         publish(false)
-        local ok, err = ngx.timer.every(interval, publish)
-        if not ok then
-            return nil, "failed to start publishing the metrics: " .. err
+        -- Called again, the worker publishes into the new dict at the first interval.
+        if not publishing then
+            local ok, err = ngx.timer.every(interval, publish)
+            if not ok then
+                return nil, "failed to start publishing the metrics: " .. err
+            end
+            publishing = true
         end
     end
     return true
