@@ -104,7 +104,7 @@ clients/web/node_modules/.package-lock.json: clients/web/package-lock.json
 	$(NPM) ci --prefix clients/web --no-audit --no-fund --loglevel=error
 
 test-clients: deps deps-clients build client web-deps
-	$(CLIENTS_VENV)/bin/pip install -q --disable-pip-version-check pytest selenium
+	$(CLIENTS_VENV)/bin/pip install -q --disable-pip-version-check pytest selenium prometheus_client
 	cd clients && PUBSUB_REQUIRE_BROWSER=1 ../$(CLIENTS_VENV)/bin/python -m pytest
 
 docs: docs/architecture.svg

@@ -17,6 +17,8 @@
 #                   the module with a cmd_ping handler written in Lua; apisix_original is added
 #                   when APISIX_DIR points at an APISIX checkout and PB_CPATH at a directory with
 #                   lua-protobuf's built pb.so and its protoc.lua; neither is part of this repo)
+#                   native_off and native_lua_handler_off are the same two served by the library in
+#                   BENCH_OFF_LIB_DIR (a build without the metrics feature, to measure their cost)
 #   BENCH_QUICK=1   a small matrix, for a smoke test
 #   BENCH_CONNECTIONS, BENCH_DEPTHS, BENCH_STATES   override the matrix axes (space-separated)
 set -euo pipefail
@@ -75,6 +77,8 @@ start_servers() {
   for s in $servers; do
     pre="$dir/$s"
     mkdir -p "$pre/conf" "$pre/logs"
+    lib_dir="$root/target/release"
+    case "$s" in *_off) lib_dir="${BENCH_OFF_LIB_DIR:?bench: $s needs BENCH_OFF_LIB_DIR}" ;; esac
     # APISIX compiles its proto from <nginx prefix>/apisix/include/apisix/model at run time.
     if [ "$s" = apisix_original ]; then
         mkdir -p "$pre/apisix" && ln -sfn "$APISIX_DIR/apisix/include" "$pre/apisix/include"
@@ -93,11 +97,13 @@ http {
     access_log off;
     lua_socket_log_errors off;
     lua_package_path "$dir/lua/?.lua;$apisix_path$root/bench/?.lua;$PUBSUB_LUA_PATH;";
-    lua_package_cpath "$root/target/release/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;}$PUBSUB_LUA_CPATH;";
+    lua_package_cpath "$lib_dir/lib?.so;${PB_CPATH:+$PB_CPATH/?.so;}$PUBSUB_LUA_CPATH;";
     server {
         listen 127.0.0.1:$p backlog=4096;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
         location = /native_lua_handler { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
+        location = /native_off { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /native_lua_handler_off { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
         location = /apisix_original {

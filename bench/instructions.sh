@@ -3,7 +3,7 @@
 # unlike msgs/s on a shared 2-vCPU machine, does not move with the neighbours. Kernel work (socket
 # copies, TCP) is not counted, and the same for every build.
 #
-#   bench/instructions.sh [server]      server: native (default), lua_framing or floor
+#   bench/instructions.sh [server]      server: native (default), native_lua_handler, lua_framing or floor
 #
 #   STATE=60000 CONNS=1 DEPTH=16 MESSAGES=2000   the load (after a 200-message warm-up)
 #   LIB_DIR=target/release                       where libapisix_pubsub_rs.so is (compare builds)
@@ -43,6 +43,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /native_lua_handler { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
     }

@@ -9,9 +9,9 @@ import math
 import sys
 from collections import defaultdict
 
-SERVERS = ["native", "native_lua_handler", "lua_framing", "floor", "apisix_original"]
+SERVERS = ["native", "native_lua_handler", "lua_framing", "floor", "apisix_original", "native_off", "native_lua_handler_off"]
 COLORS = {"native": "#d62728", "native_lua_handler": "#ff7f0e", "lua_framing": "#1f77b4", "floor": "#7f7f7f",
-          "apisix_original": "#2ca02c"}
+          "apisix_original": "#2ca02c", "native_off": "#9467bd", "native_lua_handler_off": "#8c564b"}
 
 
 def load(path):

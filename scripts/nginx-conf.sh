@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints an nginx.conf serving apisix_pubsub_rs on /pubsub, for the demo and the soak runs, and the
 # browser page of clients/web on / (with /web/ and /pubsub.proto, the files it loads), for the
-# runtime scripts/runtime.sh decides (whose nginx must then run it).
+# runtime scripts/runtime.sh decides (whose nginx must then run it), and its counters on /metrics.
 # Usage: nginx-conf.sh PORT WORKER_CONNECTIONS ERROR_LOG_LEVEL ERROR_LOG_TARGET
 # PUBSUB_EXTRA_CONF=FILE adds `include FILE;` to the server (the client tests' own locations).
 set -euo pipefail
@@ -22,6 +22,11 @@ http {
     lua_socket_log_errors off;
     lua_package_path "$root/lua/?.lua;$PUBSUB_LUA_PATH;";
     lua_package_cpath "$root/target/release/lib?.so;$PUBSUB_LUA_CPATH;";
+    # Every worker's counters in one exposition (README, "Metrics").
+    lua_shared_dict pubsub_metrics 1m;
+    init_worker_by_lua_block {
+        require("apisix_pubsub_rs").configure({ metrics_dict = "pubsub_metrics" })
+    }
     server {
         listen 127.0.0.1:$port backlog=4096;
         location /pubsub {
@@ -39,6 +44,12 @@ http {
                     return { kafka_list_offset_resp = { offset = 42 } }
                 end)
                 pubsub:wait()
+            }
+        }
+        location = /metrics {
+            content_by_lua_block {
+                ngx.header.content_type = "text/plain; version=0.0.4"
+                ngx.print(assert(require("apisix_pubsub_rs").prometheus()))
             }
         }
         location = / { root $root/clients/web; try_files /index.html =404; }

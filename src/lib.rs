@@ -6,6 +6,7 @@
 //! - [`proto_file`]: a proto file compiled at run time and laid over the built-in schema;
 //! - [`queue`]: a connection's output queue and its write-size policy;
 //! - [`session`]: one connection's state, tying framing, messages and the queue together;
+//! - [`metrics`]: the worker's counters of what the sessions see, and their Prometheus exposition;
 //! - `pool` (private): spare buffers the connections of a worker share;
 //! - [`proto`]: prost types of the same proto, for Rust clients and tests;
 //! - `ffi` (private): where Rust meets Lua; the only module that knows about Lua (`src/ffi/`).
@@ -16,6 +17,7 @@
 pub mod deflate;
 pub mod frame;
 pub mod message;
+pub mod metrics;
 pub mod resp;
 mod pool;
 pub mod proto_file;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
 use crate::message::{op, EncodeError, Op, ReplyEncoder, RequestDecoder};
+use crate::metrics::{self, error_kind, message_type, WORKER as METRICS};
 use crate::queue::{OutputQueue, PushError};
 use crate::schema::{Field, Schema};
 
@@ -111,6 +112,15 @@ fn queue_reply(out: &mut OutputQueue, encoder: &mut ReplyEncoder, hint: usize, s
     }
 }
 
+/// Samples a push's outcome into the worker's metrics; `pending`: the queue after it.
+fn count_push(queued: Result<(), PushError>, pending: usize) -> Result<(), PushError> {
+    match queued {
+        Ok(()) => METRICS.queue_depth(pending),
+        Err(e) => METRICS.push_refused(e == PushError::QueueFull),
+    }
+    queued
+}
+
 /// The state of one connection.
 #[derive(Debug)]
 pub struct Session {
@@ -127,6 +137,8 @@ pub struct Session {
     /// room of the next reply.
     hint: usize,
     awaiting_reply: bool,
+    /// When the command was handed out ([`metrics::now_us`]), for the handler-time histogram.
+    handed_out: u64,
     ended: bool,
     /// See [`Options::max_queue_bytes`].
     max_queue: usize,
@@ -147,6 +159,7 @@ impl Session {
             sequence: 0,
             hint: 0,
             awaiting_reply: false,
+            handed_out: 0,
             ended: false,
             max_queue: opts.max_queue_bytes.unwrap_or(usize::MAX),
             note: String::new(),
@@ -161,6 +174,7 @@ impl Session {
     /// Appends bytes read from the socket. Returns how many more are needed at least before
     /// [`Session::step`] can make progress (0: step now).
     pub fn feed(&mut self, data: &[u8]) -> usize {
+        METRICS.bytes_in(data.len());
         self.frames.feed(data)
     }
 
@@ -238,14 +252,22 @@ impl Session {
             let Session { frames, out, encoder, requests, .. } = self;
             let polled = frames.poll_data(|ev| {
                 if let Event::Ping(p) = ev {
+                    METRICS.received(message_type::PING);
+                    METRICS.pong();
                     out.push_frames(|b| frame::encode_frame(b, Opcode::Pong, p));
+                } else if let Event::Pong(_) = ev {
+                    METRICS.received(message_type::PONG);
                 }
                 true
             });
             let event = match polled {
-                Ok(Poll::NeedMore(_)) => return Step::NeedMore,
+                Ok(Poll::NeedMore(_)) => {
+                    METRICS.queue_depth(out.pending());
+                    return Step::NeedMore;
+                }
                 Ok(Poll::Event(ev)) => ev,
                 Err(e) => {
+                    METRICS.protocol_error(&e);
                     self.ended = true;
                     out.push_frames(|b| frame::encode_close(b, e.close_code(), ""));
                     return Step::Failed(e);
@@ -255,15 +277,20 @@ impl Session {
                 Event::Ping(_) | Event::Pong(_) => unreachable!("control frames are taken care of above"),
                 Event::Close(status) => {
                     let code = status.map_or(close_code::NORMAL, |(c, _)| c);
+                    METRICS.received(message_type::CLOSE);
                     self.ended = true;
                     out.push_frames(|b| frame::encode_close(b, code, ""));
                     return Step::Closed(code);
                 }
                 Event::Text(t) => {
+                    METRICS.received(message_type::TEXT);
                     preview(&mut self.note, t);
                     return Step::Text(&self.note);
                 }
-                Event::Binary(payload) => payload,
+                Event::Binary(payload) => {
+                    METRICS.received(message_type::BINARY);
+                    payload
+                }
             };
             let req = match requests.decode(payload) {
                 Ok(req) => req,
@@ -273,18 +300,22 @@ impl Session {
                     let _ = write!(self.note, "{}", e.named(encoder.schema()));
                     self.hint = 0;
                     queue_reply(out, encoder, 0, 0, |e| e.put_error(0, b"wrong command"));
+                    METRICS.reply();
+                    METRICS.error_reply(error_kind::UNDECODABLE);
                     return Step::Undecodable(&self.note);
                 }
             };
             let Some(command) = req.command else {
                 return Step::Empty;
             };
+            METRICS.command(command.number);
             let known = *encoder.schema().known();
             if self.echo_ping && command.id == known.ping {
                 let state = ping_state(known.ping_state, req.ops, payload);
                 if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
                     // The pong of the default handler, `{pong_resp = {state = params.state}}`.
                     queue_reply(out, encoder, payload.len(), req.sequence, |e| e.put_pong(state));
+                    METRICS.reply();
                     continue;
                 }
             }
@@ -292,6 +323,7 @@ impl Session {
             self.command = Some(command);
             self.hint = payload.len();
             self.awaiting_reply = true;
+            self.handed_out = metrics::now_us();
             break;
         }
         let (ops, text) = self.requests.last();
@@ -323,16 +355,28 @@ impl Session {
         }
         let out = &mut self.out;
         self.encoder.take().map(|taken| out.seal(taken))?;
+        METRICS.reply();
+        self.time_served();
         self.awaiting_reply = false;
         Ok(())
     }
 
+    /// Samples how long the command awaiting its reply was out: its handler, with its parameter
+    /// table and its reply's encoding.
+    fn time_served(&self) {
+        if let (true, Some(c)) = (self.awaiting_reply, self.command) {
+            METRICS.handler_time(c.number, metrics::now_us().saturating_sub(self.handed_out));
+        }
+    }
+
     /// Queues `error_resp {code = 0, message}` as the reply to the command handed out last.
     pub fn reply_error(&mut self, message: &[u8]) {
+        self.time_served();
         self.awaiting_reply = false;
         self.abandon();
         if !self.ended {
             queue_reply(&mut self.out, &mut self.encoder, 0, self.sequence, |e| e.put_error(0, message));
+            METRICS.reply();
         }
     }
 
@@ -352,13 +396,14 @@ impl Session {
         }
         if self.ended {
             self.out.restore(self.encoder.abandon());
+            METRICS.push_refused(false);
             return Err(PushError::Closed.into());
         }
         let out = &mut self.out;
         let limit = self.max_queue;
         let sealed = self.encoder.take().map(|taken| out.seal_push(taken, limit));
         match sealed {
-            Ok(queued) => Ok(queued?),
+            Ok(queued) => Ok(count_push(queued, self.out.pending())?),
             Err(e) => {
                 self.out.restore(self.encoder.abandon());
                 Err(PushFailure::Encode(e))
@@ -371,13 +416,15 @@ impl Session {
     /// else copied.
     pub fn push_message(&mut self, payload: &[u8], held: Option<u32>) -> Result<(), PushError> {
         if self.ended {
+            METRICS.push_refused(false);
             return Err(PushError::Closed);
         }
         self.abandon();
-        match held {
+        let queued = match held {
             Some(id) if !self.out.fragments() => self.out.push_held(id, payload.len(), self.max_queue),
             _ => self.out.push_copy(payload, self.max_queue),
-        }
+        };
+        count_push(queued, self.out.pending())
     }
 
     /// Drops a reply or push begun and not finished.
@@ -394,7 +441,10 @@ impl Session {
 
     /// Notes that a write of `n` bytes taken from the queue succeeded.
     pub fn written(&mut self, n: usize) {
+        let unsent = self.out.unsent_pushes();
         self.out.written(n);
+        METRICS.bytes_out(n);
+        METRICS.pushes_sent(unsent - self.out.unsent_pushes());
     }
 
     /// Queues a close frame and ends the session (worker exiting, read stall). Does nothing if the

@@ -216,7 +216,50 @@
     send(command, params);
   }
 
+  // The server's counters, from its Prometheus exposition (the demo serves it on /metrics): the
+  // series an operator looks at first, non-zero labelled ones only, refreshed every second.
+  const SHOWN = [
+    "connections_open", "connections_accepted_total", "connections_ended_total", "commands_total",
+    "replies_total", "error_replies_total", "pushes_sent_total", "pushes_refused_total",
+    "received_bytes_total", "sent_bytes_total", "queue_high_water_bytes", "handler_seconds_count",
+  ];
+  const SERIES = /^apisix_pubsub_([a-z_]+)(\{[^}]*\})? (\S+)$/;
+
+  async function showMetrics() {
+    let text;
+    try {
+      const response = await fetch("/metrics", { cache: "no-store" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      text = await response.text();
+    } catch (e) {
+      $("metrics-status").textContent = `(/metrics: ${e.message})`;
+      return;
+    }
+    const rows = [];
+    for (const line of text.split("\n")) {
+      const m = SERIES.exec(line);
+      if (!m || !SHOWN.includes(m[1])) continue;
+      const labels = m[2] ? m[2].replace(/"/g, "") : "";
+      if (labels && Number(m[3]) === 0) continue;
+      rows.push([m[1] + labels, m[3]]);
+    }
+    rows.sort((a, b) => SHOWN.indexOf(a[0].split("{")[0]) - SHOWN.indexOf(b[0].split("{")[0]));
+    const body = $("metrics").tBodies[0];
+    body.textContent = "";
+    for (const [name, value] of rows) {
+      const row = body.insertRow();
+      row.dataset.series = name;
+      row.insertCell().textContent = name;
+      const cell = row.insertCell();
+      cell.className = "value";
+      cell.textContent = value;
+    }
+    $("metrics-status").textContent = `(from /metrics, ${new Date().toISOString().slice(11, 19)})`;
+  }
+
   async function start() {
+    showMetrics();
+    setInterval(showMetrics, 1000);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     $("url").value = `${scheme}//${location.host}/pubsub`;
     try {

@@ -9,6 +9,7 @@ local native = require("apisix_pubsub_rs.ffi")
 local schemas = require("apisix_pubsub_rs.schema")
 local codec = require("apisix_pubsub_rs.codec")
 local writer = require("apisix_pubsub_rs.writer")
+local metrics = require("apisix_pubsub_rs.metrics")
 
 local C = native.C
 local KIND = native.kind
@@ -34,6 +35,8 @@ local K_TEXT, K_CLOSED, K_FAILED, K_ENDED = KIND.TEXT, KIND.CLOSED, KIND.FAILED,
 local PUSH = native.push
 local INFO = ngx and ngx.INFO
 local getmetatable = getmetatable
+-- Metrics (src/metrics.rs): what only Lua sees is sampled through these calls.
+local END, ERRKIND = native.metrics_end, native.metrics_error
 
 local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
 local build_params, encode_reply, release_held = codec.build_params, codec.encode_reply, codec.release_held
@@ -45,6 +48,9 @@ local _M = {
     _REPLIES = schemas.builtin().reply_names,
     decode_req = codec.decode_req,
     encode_resp = codec.encode_resp,
+    metrics = metrics.metrics,
+    prometheus = metrics.prometheus,
+    configure = metrics.configure,
 }
 
 --- Compiles the proto file at `path` (APISIX's `pubsub.proto`, or one's own) and lays it over the
@@ -150,6 +156,7 @@ function _M.new(opts)
         return nil, "failed to create a session"
     end
     sess = ffi_gc(sess, C.session_free)
+    C.metrics_accepted()
     -- Until on() registers a handler of its own, cmd_ping gets the default handler's pong
     -- ({pong_resp = {state = params.state}}) straight from Rust, without a parameter table.
     C.session_echo_ping(sess, 1)
@@ -272,6 +279,7 @@ function _M.send(self, reply, sequence)
     end
     local io, sess = self.io, self.sess
     if io.ended then
+        C.metrics_push_closed()
         return nil, "closed"
     end
     local held = self.held
@@ -332,6 +340,7 @@ local function serve_command(self, ev)
     if not handler then
         ngx_log(ERR, "pubsub callback handler not registered for the command, command: ", name)
         local msg = self.io.plain_unknown and "unknown command" or "unknown command: " .. name
+        C.metrics_error(ERRKIND.UNKNOWN_COMMAND)
         C.session_reply_error(sess, msg, #msg)
         return
     end
@@ -340,11 +349,13 @@ local function serve_command(self, ev)
     if not ok then
         ngx_log(ERR, "pubsub handler of command ", name, " raised an error: ", tostring(resp))
         local msg = tostring(resp)
+        C.metrics_error(ERRKIND.HANDLER_RAISED)
         C.session_reply_error(sess, msg, #msg)
         return
     end
     if not resp then
         local msg = err == nil and "" or tostring(err)
+        C.metrics_error(ERRKIND.HANDLER_ERROR)
         C.session_reply_error(sess, msg, #msg)
         return
     end
@@ -363,6 +374,7 @@ local function serve_command(self, ev)
         end
         ngx_log(ERR, "failed to encode response message, err: ", encode_err)
         local msg = "failed to encode response message"
+        C.metrics_error(ERRKIND.ENCODE_FAILURE)
         C.session_reply_error(sess, msg, #msg)
     end
 end
@@ -374,7 +386,9 @@ end
 
 -- Ends the connection: no push is taken from now on, the writer sends what is queued (where the
 -- socket still takes it) and stops; pushes that could not be sent are counted in the log.
-local function finish(self, result)
+-- `reason` (native.metrics_end) and the peer's close `code` are for the metrics.
+local function finish(self, result, reason, code)
+    C.metrics_ended(reason, code or 0)
     local io = self.io
     io.ended = true
     writer.stop(self)
@@ -413,14 +427,15 @@ function _M.wait(self)
                 ngx_log(WARN, "pubsub server receive non-binary data, type: text, data: ",
                     ffi_string(ev.note, ev.note_len))
             elseif k == K_CLOSED or k == K_ENDED then
-                -- The closing handshake: a failed echo is no error.
-                return finish(self)
+                -- The closing handshake: a failed echo is no error. (A session ends before a
+                -- step only when a push closed it: its queue was full.)
+                return finish(self, nil, k == K_CLOSED and END.PEER_CLOSE or END.QUEUE_FULL, ev.code)
             elseif k == K_FAILED then
                 local reason = ffi_string(ev.note, ev.note_len)
-                return finish(self, fatal(reason))
+                return finish(self, fatal(reason), END.PROTOCOL_ERROR)
             else
                 C.session_close(sess, 1011, "", 0)
-                return finish(self, fatal("internal error in the pubsub session"))
+                return finish(self, fatal("internal error in the pubsub session"), END.INTERNAL)
             end
         end
 
@@ -432,14 +447,14 @@ function _M.wait(self)
             local ok, err = writer.drain(self)
             if not ok then
                 -- The peer went away while we wrote: nothing to report at error level.
-                return finish(self, "failed to send: " .. err)
+                return finish(self, "failed to send: " .. err, END.SEND_ERROR)
             end
         elseif due > 0 then
             writer.wake(self)
         end
         if worker_exiting() then
             C.session_close(sess, 1001, "", 0)
-            return finish(self)
+            return finish(self, nil, END.WORKER_EXITING)
         end
 
         -- Read on while the frame being received cannot be complete yet: a frame larger than
@@ -452,15 +467,16 @@ function _M.wait(self)
             if C.session_mid_message(sess) ~= 0 then
                 -- A stalled peer holds buffers: end it.
                 C.session_close(sess, 1008, "timeout", 7)
-                return finish(self, "timeout in the middle of a frame")
+                return finish(self, "timeout in the middle of a frame", END.TIMEOUT)
             end
         elseif not data then
             if io.reason then
                 -- A push closed the connection and the peer went: the reason is the push's.
-                return finish(self)
+                return finish(self, nil, END.QUEUE_FULL)
             end
             local what = C.session_waiting(sess, waiting_len)
-            return finish(self, fatal("failed to receive " .. ffi_string(what, waiting_len[0]) .. ": " .. err))
+            return finish(self, fatal("failed to receive " .. ffi_string(what, waiting_len[0]) .. ": " .. err),
+                END.RECEIVE_ERROR)
         end
     end
 end

@@ -272,6 +272,14 @@ exports! {
     codec::codec_free([*mut Codec]) -> [()];
     codec::codec_encoder([*mut Codec]) -> [*mut ReplyEncoder];
     codec::codec_decode([*mut Codec], [*const u8], [usize], [*mut Event]) -> [c_int];
+    metrics::metrics_enabled() -> [c_int];
+    metrics::metrics_accepted() -> [()];
+    metrics::metrics_ended([c_int], [c_int]) -> [()];
+    metrics::metrics_error([c_int]) -> [()];
+    metrics::metrics_push_closed() -> [()];
+    metrics::metrics_set([c_int], [u64]) -> [()];
+    metrics::metrics_snapshot([*mut usize]) -> [*const u8];
+    metrics::metrics_render([*const SchemaHandle], [*const u8], [usize], [c_int], [*mut usize]) -> [*const u8];
 }
 
 /// The opaque types Lua holds pointers to.
@@ -303,6 +311,7 @@ pub fn lua_source() -> String {
     table(&mut s, "int64", int64_rule::all());
     table(&mut s, "status", status::all());
     table(&mut s, "push", push_status::all());
+    s.push_str(&super::metrics::lua_constants());
     s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
     for (cname, size, offsets) in [
         (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
@@ -316,7 +325,7 @@ pub fn lua_source() -> String {
             );
         }
     }
-    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
     s
 }
 

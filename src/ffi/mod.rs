@@ -24,6 +24,7 @@ use mlua::ffi as lua;
 pub mod codec;
 pub mod contract;
 pub mod encoder;
+pub mod metrics;
 pub mod schema;
 pub mod session;
 

@@ -103,3 +103,27 @@ def test_the_page_shows_pushes(server, browser):
         pytest.skip("the server has no push yet: apisix_pubsub_rs instances lack send()")
     connect_to(browser, server, "/push")
     wait_for_log(browser, '⇐ push seq 0 pong_resp state="pushed"')
+
+
+def test_the_page_shows_the_servers_counters_live(server, browser):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def counter(b, series: str) -> int | None:
+        rows = b.find_elements("css selector", f'#metrics tr[data-series="{series}"] td.value')
+        return int(rows[0].text) if rows else None
+
+    browser.get(server.http("/"))
+    WebDriverWait(browser, 10).until(lambda b: counter(b, "connections_open") is not None)
+    before = counter(browser, "commands_total{command=cmd_ping}") or 0
+    browser.get(server.http("/?ping=counted"))
+    wait_for_log(browser, 'pong_resp state="counted"')
+    browser.find_element("id", "ping").click()
+    wait_for_log(browser, "← seq 2 pong_resp")
+    try:
+        # The page polls every second; the demo's one worker serves its figures live.
+        WebDriverWait(browser, 10).until(lambda b: (counter(b, "commands_total{command=cmd_ping}") or 0) >= before + 2)
+        WebDriverWait(browser, 10).until(lambda b: (counter(b, "connections_open") or 0) >= 1)
+    except TimeoutException:
+        pytest.fail("the counters never moved:\n" + browser.find_element("id", "metrics").text)
+    assert "/metrics" in browser.find_element("id", "metrics-status").text
