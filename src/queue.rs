@@ -28,6 +28,9 @@ pub const WRITE_BATCH: usize = 4096 + 128;
 /// Writes carry at most this many queued bytes (and the held values among them): larger frames go
 /// in pieces, so no Lua string the writes are made of reaches LuaJIT's 128 KiB mmap threshold.
 pub const WRITE_MAX: usize = 64 * 1024;
+/// A fresh buffer lent for a reply has room for about this many replies of the expected size (a
+/// pipelining client's read holds about as many requests), at most [`WRITE_BATCH`].
+const LEND_REPLIES: usize = 16;
 
 /// The front of the output queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -322,6 +325,12 @@ impl OutputQueue {
         let mut buf = std::mem::take(&mut self.buf);
         buf.truncate(at);
         pool::refill(&mut buf);
+        if buf.capacity() == 0 {
+            // No spare buffer (the worker's few are with connections whose writers have not run
+            // yet): take room for a read's worth of replies of the expected size at once, instead
+            // of growing from nothing through a reallocation every few bytes.
+            buf.reserve((hint + 32).saturating_mul(LEND_REPLIES).min(WRITE_BATCH));
+        }
         buf.resize(at + room, 0);
         self.lent = Some(Lent { at, room });
         buf
