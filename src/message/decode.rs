@@ -362,6 +362,18 @@ impl RequestDecoder {
     }
 }
 
+/// A varint, its one-byte case inline (keys and short lengths); `None` for a bad one.
+#[inline(always)]
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    match buf.get(*pos) {
+        Some(&b) if b < 0x80 => {
+            *pos += 1;
+            Some(u64::from(b))
+        }
+        _ => wire::read_varint(buf, pos).ok(),
+    }
+}
+
 impl RequestDecoder {
     /// Decodes `buf` if it is exactly an optional `sequence` followed by a `cmd_ping` holding at
     /// most its `state` (the way clients write a ping), leaving the ops in `out` and returning the
@@ -374,12 +386,12 @@ impl RequestDecoder {
         // Field 1 is the schema's `int64 sequence` (checked when the schema was made).
         if buf.first() == Some(&0x08) {
             pos = 1;
-            sequence = wire::read_varint(buf, &mut pos).ok()? as i64;
+            sequence = varint(buf, &mut pos)? as i64;
         }
-        if wire::read_varint(buf, &mut pos).ok()? != shape.command_key {
+        if varint(buf, &mut pos)? != shape.command_key {
             return None;
         }
-        let len = wire::read_varint(buf, &mut pos).ok()?;
+        let len = varint(buf, &mut pos)?;
         if len != (buf.len() - pos) as u64 {
             return None;
         }
@@ -387,10 +399,10 @@ impl RequestDecoder {
         self.out.text.clear();
         self.parts.clear();
         if pos < buf.len() {
-            if wire::read_varint(buf, &mut pos).ok()? != shape.state_key {
+            if varint(buf, &mut pos)? != shape.state_key {
                 return None;
             }
-            let len = wire::read_varint(buf, &mut pos).ok()?;
+            let len = varint(buf, &mut pos)?;
             if len != (buf.len() - pos) as u64 {
                 return None;
             }
