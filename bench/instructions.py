@@ -2,7 +2,10 @@
 """Reads a callgrind dump: instructions per message, the functions that execute most of them (their
 own instructions), and who calls memcpy (instructions spent copying, by caller).
 
-usage: bench/instructions.py <callgrind.out.N> <messages> [top] [title]
+usage: bench/instructions.py [--per-call FUNCTION] <callgrind.out.N> <messages> [top] [title]
+
+--per-call FUNCTION: divide by the number of calls of FUNCTION (a substring of its name) instead of
+<messages>: e.g. session_push_message for instructions per push queued.
 """
 import re
 import sys
@@ -14,7 +17,7 @@ COST = re.compile(r"^(?:[+-]?\d+|\*) (\d+)$")
 
 def parse(path):
     names, objects = {}, {}
-    own, copies = Counter(), Counter()
+    own, copies, calls = Counter(), Counter(), Counter()
     where = {}
     fn = ob = callee = None
     after_calls = False
@@ -37,6 +40,8 @@ def parse(path):
                 continue
             if line.startswith("calls="):
                 after_calls = True
+                if callee:
+                    calls[callee] += int(line[6:].split()[0])
                 continue
             m = COST.match(line)
             if not m:
@@ -48,15 +53,24 @@ def parse(path):
                 after_calls = False
             elif fn:
                 own[fn] += int(m.group(1))
-    return own, copies, where
+    return own, copies, where, calls
 
 
 def main():
+    per_call = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--per-call":
+        per_call = sys.argv[2]
+        del sys.argv[1:3]
     if len(sys.argv) < 3:
         print(__doc__.strip())
         return 2
-    own, copies, where = parse(sys.argv[1])
+    own, copies, where, calls = parse(sys.argv[1])
     n = int(sys.argv[2])
+    if per_call:
+        n = sum(v for name, v in calls.items() if per_call in name)
+        print(f"calls of {per_call}: {n:,}")
+        if n == 0:
+            return 1
     top = int(sys.argv[3]) if len(sys.argv) > 3 else 15
     if len(sys.argv) > 4:
         print(sys.argv[4])

@@ -28,6 +28,11 @@ pub const WRITE_BATCH: usize = 4096 + 128;
 /// Writes carry at most this many queued bytes (and the held values among them): larger frames go
 /// in pieces, so no Lua string the writes are made of reaches LuaJIT's 128 KiB mmap threshold.
 pub const WRITE_MAX: usize = 64 * 1024;
+/// A fresh buffer lent for a reply has room for about this many replies of the expected size (a
+/// pipelining client's read holds about as many requests), at most [`WRITE_BATCH`].
+const LEND_REPLIES: usize = 16;
+/// A queue keeps an emptied buffer of at most this capacity instead of giving it to the pool.
+const KEEP_SMALL: usize = 128;
 
 /// The front of the output queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -252,8 +257,14 @@ impl OutputQueue {
             }
         }
         if self.sent == self.queued && self.held.is_empty() && self.lent.is_none() {
-            // All sent: the buffer goes back to the pool until there is more to send.
-            pool::release(&mut self.buf);
+            // All sent: the buffer goes back to the pool until there is more to send, unless it is
+            // as small as a push or two (a fan-out's subscriber would otherwise take a buffer
+            // from the allocator and give it back for each push, the pool being with others).
+            if self.buf.capacity() > KEEP_SMALL {
+                pool::release(&mut self.buf);
+            } else {
+                self.buf.clear();
+            }
             self.sent = 0;
             self.queued = 0;
         }
@@ -322,6 +333,13 @@ impl OutputQueue {
         let mut buf = std::mem::take(&mut self.buf);
         buf.truncate(at);
         pool::refill(&mut buf);
+        let want = (hint + 32).saturating_mul(LEND_REPLIES).min(WRITE_BATCH);
+        if at == 0 && buf.capacity() < want {
+            // No spare buffer (the worker's few are with connections whose writers have not run
+            // yet), or a small one: take room for a read's worth of replies of the expected size
+            // at once, instead of growing through a reallocation every few bytes.
+            buf.reserve(want);
+        }
         buf.resize(at + room, 0);
         self.lent = Some(Lent { at, room });
         buf
@@ -608,6 +626,25 @@ mod tests {
         assert!(peak < 8 * 4096 + 2 * pending, "the buffer kept its sent front: {peak} bytes for {pending} pending");
         let all = drain(&mut q, &values, 1000);
         assert_eq!(all.len(), pending);
+    }
+
+    #[test]
+    fn an_emptied_queue_keeps_a_small_buffer_and_gives_a_large_one_back() {
+        let mut q = OutputQueue::new(None);
+        q.push_copy(&[7; 20], usize::MAX).unwrap();
+        let small = q.capacity();
+        assert!(small > 0 && small <= KEEP_SMALL, "capacity {small}");
+        drain(&mut q, &[], usize::MAX);
+        assert_eq!(q.capacity(), small, "a fan-out's next push reuses it");
+        q.push_copy(&[7; 2000], usize::MAX).unwrap();
+        drain(&mut q, &[], usize::MAX);
+        assert_eq!(q.capacity(), 0, "back to the pool");
+        // A reply lent into a kept small buffer still gets room for a read's worth at once.
+        q.push_copy(&[7; 20], usize::MAX).unwrap();
+        drain(&mut q, &[], usize::MAX);
+        let buf = q.lend(20);
+        assert!(buf.capacity() >= 52 * LEND_REPLIES, "capacity {}", buf.capacity());
+        q.restore(buf);
     }
 
     #[test]

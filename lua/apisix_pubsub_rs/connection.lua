@@ -41,6 +41,8 @@ local END, ERRKIND = native.metrics_end, native.metrics_error
 local SESSION_T = ffi.typeof("apisix_pubsub_rs_session *")
 local build_params, encode_reply, release_held = codec.build_params, codec.encode_reply, codec.release_held
 local hold, to_int64 = codec.hold, codec.to_int64
+-- Messages of pubsub.message at least this long are queued by reference (see send).
+local SHARE_MIN = 256
 
 local _M = {
     version = native.version,
@@ -287,7 +289,9 @@ function _M.send(self, reply, sequence)
     if is_message then
         local bytes = reply.bytes
         local id = -1
-        if held ~= false then
+        -- A short message is copied into the queue, as short reply values are: its write is then
+        -- one string straight from the queue, cheaper than a reference at that size.
+        if held ~= false and #bytes >= SHARE_MIN then
             id = hold(self, bytes)
         end
         rc = C.session_push_message(sess, bytes, #bytes, id)

@@ -17,10 +17,16 @@ local codec = require("apisix_pubsub_rs.codec")
 local C = native.C
 local ffi_string = ffi.string
 local tonumber = tonumber
+local concat = table.concat
 local ngx = ngx
 local release_held = codec.release_held
 
 local _M = {}
+
+-- Writes of pieces up to this size are joined into one string first: ngx_lua walks a table given
+-- to send() through the Lua C API, which costs more than copying a few KiB (a small push held by
+-- reference is two pieces, its frame header and the message).
+local JOIN_MAX = 4096 + 128
 
 -- Scratch space shared by every connection of the worker: each use ends before anything can yield.
 local LEN = ffi.new("size_t[2]")
@@ -78,7 +84,11 @@ function _M.flush(conn, due)
         if n == 1 then
             _, err = conn.sock:send(first)
         else
-            _, err = conn.sock:send(parts)
+            local out = parts
+            if size <= JOIN_MAX then
+                out = concat(parts, "", 1, n)
+            end
+            _, err = conn.sock:send(out)
             for i = 1, n do
                 parts[i] = nil
             end

@@ -124,6 +124,29 @@ pub struct RequestDecoder {
     schema: Arc<Schema>,
     out: Output,
     parts: Vec<(usize, usize)>,
+    ping: PingShape,
+}
+
+/// The wire shape of the commonest request, `{sequence, cmd_ping = {state}}` in field order, as
+/// keys of the schema: such a request is decoded without the general walk (and its field lookups),
+/// to exactly the ops the walk would give. Anything else takes the walk.
+#[derive(Debug, Clone, Copy)]
+struct PingShape {
+    command: Field,
+    /// The keys (tag varints) of `cmd_ping` and of its `state`, and that field's id.
+    command_key: u64,
+    state_key: u64,
+    state: u16,
+}
+
+impl PingShape {
+    fn of(schema: &Schema) -> PingShape {
+        let known = schema.known();
+        let command = schema.field(u32::from(known.ping)).expect("known ids are fields");
+        let state = schema.field(u32::from(known.ping_state)).expect("known ids are fields");
+        let key = |f: Field| (u64::from(f.number) << 3) | u64::from(WireType::Len.bits());
+        PingShape { command, command_key: key(command), state_key: key(state), state: state.id }
+    }
 }
 
 /// What a decode produces: the ops, and the text that [`op::TEXT`] values point into.
@@ -268,7 +291,8 @@ fn scalar_from_fixed64(kind: Kind, b: [u8; 8]) -> Scalar {
 impl RequestDecoder {
     /// A decoder of requests of `schema`, with empty buffers.
     pub fn new(schema: Arc<Schema>) -> RequestDecoder {
-        RequestDecoder { schema, out: Output::default(), parts: Vec::new() }
+        let ping = PingShape::of(&schema);
+        RequestDecoder { schema, out: Output::default(), parts: Vec::new(), ping }
     }
 
     /// The schema requests are decoded with.
@@ -283,7 +307,15 @@ impl RequestDecoder {
 
     /// Decodes one `PubSubReq`. The ops of the result point into `buf` and into this decoder.
     pub fn decode<'a>(&'a mut self, buf: &[u8]) -> Result<Request<'a>, DecodeError> {
-        let RequestDecoder { schema, out, parts } = self;
+        if let Some(sequence) = self.decode_ping(buf) {
+            return Ok(Request { sequence, command: Some(self.ping.command), ops: &self.out.ops, text: &self.out.text });
+        }
+        self.walk(buf)
+    }
+
+    /// [`RequestDecoder::decode`] by the general walk of the schema, for any request.
+    fn walk<'a>(&'a mut self, buf: &[u8]) -> Result<Request<'a>, DecodeError> {
+        let RequestDecoder { schema, out, parts, .. } = self;
         let schema: &Schema = schema;
         out.ops.clear();
         out.text.clear();
@@ -327,6 +359,56 @@ impl RequestDecoder {
             }
         }
         Ok(Request { sequence, command, ops: &self.out.ops, text: &self.out.text })
+    }
+}
+
+/// A varint, its one-byte case inline (keys and short lengths); `None` for a bad one.
+#[inline(always)]
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    match buf.get(*pos) {
+        Some(&b) if b < 0x80 => {
+            *pos += 1;
+            Some(u64::from(b))
+        }
+        _ => wire::read_varint(buf, pos).ok(),
+    }
+}
+
+impl RequestDecoder {
+    /// Decodes `buf` if it is exactly an optional `sequence` followed by a `cmd_ping` holding at
+    /// most its `state` (the way clients write a ping), leaving the ops in `out` and returning the
+    /// sequence; `None` (and nothing decided) for any other bytes, valid or not.
+    #[inline]
+    fn decode_ping(&mut self, buf: &[u8]) -> Option<i64> {
+        let shape = self.ping;
+        let mut pos = 0;
+        let mut sequence = 0i64;
+        // Field 1 is the schema's `int64 sequence` (checked when the schema was made).
+        if buf.first() == Some(&0x08) {
+            pos = 1;
+            sequence = varint(buf, &mut pos)? as i64;
+        }
+        if varint(buf, &mut pos)? != shape.command_key {
+            return None;
+        }
+        let len = varint(buf, &mut pos)?;
+        if len != (buf.len() - pos) as u64 {
+            return None;
+        }
+        self.out.ops.clear();
+        self.out.text.clear();
+        self.parts.clear();
+        if pos < buf.len() {
+            if varint(buf, &mut pos)? != shape.state_key {
+                return None;
+            }
+            let len = varint(buf, &mut pos)?;
+            if len != (buf.len() - pos) as u64 {
+                return None;
+            }
+            self.out.ops.push(Op::bytes(op::BYTES, u32::from(shape.state), pos, buf.len() - pos));
+        }
+        Some(sequence)
     }
 }
 
@@ -599,6 +681,67 @@ mod tests {
                 _ => unreachable!(),
             }
         }
+    }
+
+    /// Requests near the shape of a ping: a sequence, `cmd_ping` (field 32) and `state` (field
+    /// 1), each key, length and value possibly wrong, cut or followed by more.
+    fn near_pings() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..4);
+        let choice = |good: Vec<u8>| prop_oneof![4 => Just(good), 1 => proptest::collection::vec(any::<u8>(), 0..3)];
+        (
+            proptest::option::of(any::<i64>()),
+            choice(vec![0x82, 0x02]),
+            proptest::option::of((choice(vec![0x0a]), proptest::collection::vec(any::<u8>(), 0..20))),
+            any::<i8>(),
+            any::<i8>(),
+            bytes(),
+        )
+            .prop_map(|(seq, ping_key, state, outer_skew, inner_skew, tail)| {
+                let mut inner = Vec::new();
+                if let Some((key, value)) = state {
+                    inner.extend(key);
+                    wire::put_varint(&mut inner, (value.len() as i64 + i64::from(inner_skew % 2)).max(0) as u64);
+                    inner.extend(value);
+                }
+                let mut buf = Vec::new();
+                if let Some(seq) = seq {
+                    buf.push(0x08);
+                    wire::put_varint(&mut buf, seq as u64);
+                }
+                buf.extend(ping_key);
+                wire::put_varint(&mut buf, (inner.len() as i64 + i64::from(outer_skew % 2)).max(0) as u64);
+                buf.extend(inner);
+                buf.extend(tail);
+                buf
+            })
+    }
+
+    /// A decode's result as values: sequence, command id, ops, text.
+    type Outcome = Result<(i64, Option<u16>, Vec<Op>, Vec<u8>), DecodeError>;
+
+    fn outcome(r: Result<Request<'_>, DecodeError>) -> Outcome {
+        r.map(|r| (r.sequence, r.command.map(|c| c.id), r.ops.to_vec(), r.text.to_vec()))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_ping_shortcut_decodes_as_the_walk_does(buf in near_pings()) {
+            let (mut fast, mut walk) = (decoder(), decoder());
+            proptest::prop_assert_eq!(outcome(fast.decode(&buf)), outcome(walk.walk(&buf)));
+        }
+    }
+
+    #[test]
+    fn pings_of_the_usual_shape_take_the_shortcut() {
+        let mut d = decoder();
+        for (seq, state) in [(0i64, &b""[..]), (1, b"x"), (-1, b"hello"), (i64::MAX, &[7u8; 300][..])] {
+            let buf = ping(seq, state);
+            assert_eq!(d.decode_ping(&buf), Some(seq), "{buf:x?}");
+            let ops = d.last().0.to_vec();
+            assert_eq!(outcome(d.walk(&buf)).unwrap().2, ops);
+        }
+        assert_eq!(d.decode_ping(b""), None);
     }
 
     #[test]

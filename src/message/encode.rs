@@ -128,8 +128,11 @@ impl ReplyEncoder {
         self.stack.clear();
         self.current = self.schema.response().index;
         if sequence != 0 {
-            wire::put_tag(&mut self.buf, 1, WireType::Varint);
-            wire::put_varint(&mut self.buf, sequence as u64);
+            // Tag and varint in one append (one capacity check, not one per byte).
+            let mut b = [0u8; 11];
+            b[0] = 0x08; // field 1, varint
+            let n = 1 + varint_into(&mut b[1..], sequence as u64);
+            self.buf.extend_from_slice(&b[..n]);
         }
     }
 
@@ -441,9 +444,34 @@ impl ReplyEncoder {
     #[inline]
     pub fn put_pong(&mut self, state: &[u8]) {
         let k = *self.schema.known();
-        let _ = self.open(u32::from(k.pong));
-        let _ = self.put_bytes(u32::from(k.pong_state), state);
-        let _ = self.close();
+        if !self.stack.is_empty() || self.current != self.schema.response().index {
+            // Not right after begin: the checked way, which refuses it.
+            let _ = self.open(u32::from(k.pong));
+            let _ = self.put_bytes(u32::from(k.pong_state), state);
+            let _ = self.close();
+            return;
+        }
+        // The bytes open / put_bytes / close write, sized up front: this is every default pong.
+        let (Some(pong), Some(field)) = (self.schema.field(u32::from(k.pong)), self.schema.field(u32::from(k.pong_state))) else {
+            return;
+        };
+        let len_key = |f: Field| (u64::from(f.number) << 3) | u64::from(WireType::Len.bits());
+        let mut head = [0u8; 40];
+        let mut n = varint_into(&mut head, len_key(pong));
+        if state.is_empty() {
+            // An empty state is a default, left out: pong_resp {}.
+            head[n] = 0;
+            self.buf.extend_from_slice(&head[..n + 1]);
+            return;
+        }
+        let state_key = len_key(field);
+        let inner = wire::varint_len(state_key) + wire::varint_len(state.len() as u64) + state.len();
+        n += varint_into(&mut head[n..], inner as u64);
+        n += varint_into(&mut head[n..], state_key);
+        n += varint_into(&mut head[n..], state.len() as u64);
+        self.buf.reserve(n + state.len());
+        self.buf.extend_from_slice(&head[..n]);
+        self.buf.extend_from_slice(state);
     }
 
     /// Encodes `error_resp {code, message}` with this sequence.
@@ -452,6 +480,19 @@ impl ReplyEncoder {
         self.put_error(code, message);
         &self.buf
     }
+}
+
+/// Writes the varint of `v` at the start of `out` (at least 10 bytes long); returns its length.
+#[inline]
+fn varint_into(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = 0;
+    while v >= 0x80 {
+        out[i] = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    i + 1
 }
 
 #[cfg(test)]
@@ -537,6 +578,33 @@ mod tests {
         e.close().unwrap();
         let want = proto::PubSubResp { sequence: 5, resp: Some(proto::pub_sub_resp::Resp::PongResp(proto::PongResp { state: b"abc".to_vec() })) };
         assert_eq!(e.finish().unwrap(), want.encode_to_vec());
+    }
+
+    #[test]
+    fn put_pong_writes_what_the_field_by_field_calls_write() {
+        for len in [0usize, 1, 100, 125, 126, 127, 128, 16_380, 16_384, 70_000] {
+            for seq in [0i64, 1, -1, 300, i64::MAX] {
+                let state = vec![b'p'; len];
+                let mut direct = encoder();
+                direct.begin(seq);
+                direct.put_pong(&state);
+                let mut walked = encoder();
+                walked.begin(seq);
+                walked.open(field_id("PubSubResp", "pong_resp")).unwrap();
+                walked.put_bytes(field_id("PongResp", "state"), &state).unwrap();
+                walked.close().unwrap();
+                assert_eq!(direct.finish().unwrap(), walked.finish().unwrap(), "state of {len} bytes, sequence {seq}");
+                let want = proto::PubSubResp { sequence: seq, resp: Some(proto::pub_sub_resp::Resp::PongResp(proto::PongResp { state })) };
+                assert_eq!(direct.finish().unwrap(), want.encode_to_vec());
+            }
+        }
+        // Inside an open message it is refused as open() refuses it: nothing written.
+        let mut e = encoder();
+        e.begin(0);
+        e.open(field_id("PubSubResp", "error_resp")).unwrap();
+        let before = e.buf.len();
+        e.put_pong(b"x");
+        assert_eq!(e.buf.len(), before);
     }
 
     #[test]
