@@ -126,7 +126,7 @@ messages_received.close +1
 peer_close_codes.1001 +1
 received_bytes +105
 replies +6
-sent_bytes +188
+sent_bytes +143
 --- error_log
 kaboom
 
