@@ -143,7 +143,10 @@ end
 local function canonical_id(s)
     local dash = find(s, "-", 1, true)
     local ms = canonical_u64(dash and sub(s, 1, dash - 1) or s)
-    local seq = dash and canonical_u64(sub(s, dash + 1)) or "0"
+    local seq = "0"
+    if dash then
+        seq = canonical_u64(sub(s, dash + 1))
+    end
     if not ms or not seq then
         return nil
     end
