@@ -15,7 +15,7 @@ local redis = require("apisix_pubsub_rs.redis")
 
 local ngx = ngx
 local ngx_log = ngx.log
-local WARN, ERR = ngx.WARN, ngx.ERR
+local WARN, ERR, INFO = ngx.WARN, ngx.ERR, ngx.INFO
 local timer_at = ngx.timer.at
 local sleep = ngx.sleep
 local now = ngx.now
@@ -468,6 +468,7 @@ reader = function(premature, b)
                 backoff = 0.1
             else
                 b.healthy = false
+                ngx_log(INFO, "channels: the reader's connect failed: ", err)
                 if not down then
                     ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; retrying")
                 end
@@ -514,6 +515,7 @@ reader = function(premature, b)
             end
         end
     end
+    ngx_log(INFO, "channels: the reader of ", cfg.redis, " stops (channels left: ", next(b.channels) ~= nil, ")")
     b.running, b.blocked, b.healthy = false, false, false
     if conn then
         conn:close()

@@ -16,7 +16,7 @@ use Time::HiRes qw(sleep time);
 my $binary = (grep { -x $_ } ('/usr/bin/redis-server', '/usr/local/bin/redis-server'))[0]
     or die "t::channels::RedisServer: redis-server is not installed (make deps installs Debian's redis-server)\n";
 
-my $dir = tempdir('apisix-pubsub-rs-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $dir = tempdir('apisix-pubsub-rs-redis-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
 my $port = do {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
         or die "t::channels::RedisServer: no free port: $!\n";
@@ -56,6 +56,30 @@ die "t::channels::RedisServer: redis-server did not listen on $port\n" unless li
 $ENV{TEST_NGINX_REDIS_PORT} = $port;
 $ENV{TEST_NGINX_REDIS_DIR} = $dir;
 $ENV{TEST_NGINX_REDIS_SERVER} = $binary;
+
+# What every block of a channels suite puts in its http_config: the server's place for
+# t/lib/redis_server.lua, and no socket error logs (the suites kill Redis on purpose).
+our $HttpConfig = <<'_EOC_';
+    lua_socket_log_errors off;
+    init_by_lua_block {
+        require("redis_server").init($TEST_NGINX_REDIS_PORT, "$TEST_NGINX_REDIS_DIR", "$TEST_NGINX_REDIS_SERVER")
+    }
+_EOC_
+
+# The locations of t/lib/redis_channels.lua: /channels (an instance with the channels attached)
+# and /publish (channels.publish of a POST body).
+our $Locations = <<'_EOC_';
+    location /channels {
+        content_by_lua_block {
+            require("redis_channels").serve()
+        }
+    }
+    location /publish {
+        content_by_lua_block {
+            require("redis_channels").publish()
+        }
+    }
+_EOC_
 
 sub pid {
     open my $f, '<', "$dir/redis.pid" or return;

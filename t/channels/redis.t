@@ -3,12 +3,7 @@
 use t::channels::RedisServer;
 use t::Pubsub 'no_plan';
 
-t::Pubsub::server_suite(location => '', no_error_log => '[error]', http_config => <<'_EOC_');
-    lua_socket_log_errors off;
-    init_by_lua_block {
-        require("redis_server").init($TEST_NGINX_REDIS_PORT, "$TEST_NGINX_REDIS_DIR", "$TEST_NGINX_REDIS_SERVER")
-    }
-_EOC_
+t::Pubsub::server_suite(location => '', no_error_log => '[error]', http_config => $t::channels::RedisServer::HttpConfig);
 
 run_tests();
 
