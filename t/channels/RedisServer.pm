@@ -17,13 +17,16 @@ my $binary = (grep { -x $_ } ('/usr/bin/redis-server', '/usr/local/bin/redis-ser
     or die "t::channels::RedisServer: redis-server is not installed (make deps installs Debian's redis-server)\n";
 
 my $dir = tempdir('apisix-pubsub-rs-redis-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{TEST_NGINX_NO_CLEAN});
-my $port = do {
+sub free_port {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp')
         or die "t::channels::RedisServer: no free port: $!\n";
     my $p = $s->sockport;
     close $s;
-    $p;
-};
+    return $p;
+}
+my $port = free_port();
+# For a suite that starts a second nginx beside the one of the block.
+$ENV{TEST_NGINX_SECOND_PORT} = free_port();
 
 open my $conf, '>', "$dir/redis.conf" or die "$dir/redis.conf: $!";
 print $conf <<_EOC_;
@@ -77,6 +80,11 @@ our $Locations = <<'_EOC_';
     location /publish {
         content_by_lua_block {
             require("redis_channels").publish()
+        }
+    }
+    location /collect {
+        content_by_lua_block {
+            require("redis_channels").collect()
         }
     }
 _EOC_

@@ -112,6 +112,76 @@ function _M.bye(...)
     end
 end
 
+--- GET /collect?channel=c&since=id&n=N: subscribes through this server's /channels and says the
+-- N messages that came ("<data> <id>" lines), for a test on another nginx.
+function _M.collect()
+    local args = ngx.req.get_uri_args()
+    local ws = _M.client()
+    local r, err = _M.subscribe(ws, 1, args.channel, args.since)
+    if not r then
+        ngx.say("subscribe failed: ", err)
+        return
+    end
+    local got, ids = _M.read(ws, tonumber(args.n))
+    for i = 1, #got do
+        ngx.say(got[i], " ", ids[i])
+    end
+    _M.bye(ws)
+end
+
+local second_prefix
+
+--- Starts a second nginx on `port`: this one's config with another port and prefix, sharing
+-- the suite's Redis. Its master's pid goes to <prefix>/logs/nginx.pid.
+function _M.start_second(binary, port)
+    local prefix = ngx.config.prefix()
+    second_prefix = prefix .. "second/"
+    assert(os.execute("mkdir -p " .. second_prefix .. "conf " .. second_prefix .. "logs") == 0)
+    local f = assert(io.open(prefix .. "conf/nginx.conf"))
+    local conf = f:read("*a")
+    f:close()
+    local n
+    conf, n = conf:gsub("listen(%s+)%d+", "listen%1" .. port, 1)
+    assert(n == 1, "no listen directive")
+    f = assert(io.open(second_prefix .. "conf/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    -- As for redis-server: nginx's own sockets are closed before the second one runs.
+    assert(os.execute("perl -MPOSIX -e 'POSIX::close($_) for 3 .. 1023; exec @ARGV' " .. binary
+        .. " -p " .. second_prefix .. " -c conf/nginx.conf >/dev/null 2>&1 &") == 0)
+    for _ = 1, 500 do
+        local sock = ngx.socket.tcp()
+        local ok = sock:connect("127.0.0.1", port)
+        sock:close()
+        if ok then
+            return true
+        end
+        ngx.sleep(0.01)
+    end
+    error("the second nginx did not listen on " .. port)
+end
+
+--- Stops the second nginx by its master's pid.
+function _M.stop_second()
+    local f = assert(io.open(second_prefix .. "logs/nginx.pid"))
+    local pid = assert(tonumber(f:read("*l")))
+    f:close()
+    os.execute("kill -QUIT " .. pid)
+end
+
+--- An HTTP request to the second nginx: status, body.
+function _M.http(port, method, path, body)
+    local sock = ngx.socket.tcp()
+    sock:settimeout(10000)
+    assert(sock:connect("127.0.0.1", port))
+    assert(sock:send(method .. " " .. path .. " HTTP/1.0\r\nHost: localhost\r\nContent-Length: "
+        .. #(body or "") .. "\r\n\r\n" .. (body or "")))
+    local all = assert(sock:receive("*a"))
+    sock:close()
+    local status = tonumber(all:match("^HTTP/1%.%d (%d+)"))
+    return status, all:match("\r\n\r\n(.*)$")
+end
+
 --- True when nothing arrives within `ms`.
 function _M.quiet(ws, ms)
     ws.sock:settimeout(ms)
