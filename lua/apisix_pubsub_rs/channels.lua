@@ -272,6 +272,21 @@ _M._backends = backends -- for the tests: what the worker reads
 
 local reader
 
+-- Ends the reader's XREAD BLOCK (as if it timed out): it then reads the set of channels anew.
+local function unblock(premature, b, id)
+    if premature or not b.blocked or b.reader_id ~= id then
+        return
+    end
+    local conn = redis.connect(b.cfg.redis_opts)
+    if conn then
+        if conn:call("CLIENT", "UNBLOCK", id) then
+            conn:release()
+        else
+            conn:close()
+        end
+    end
+end
+
 -- Starts the reader, or wakes it when it waits in XREAD BLOCK on a set without a new channel.
 local function wake(b)
     if not b.running then
@@ -284,15 +299,9 @@ local function wake(b)
         return
     end
     if b.blocked and b.reader_id then
-        local conn = redis.connect(b.cfg.redis_opts)
-        if conn then
-            local ok = conn:call("CLIENT", "UNBLOCK", b.reader_id)
-            if ok then
-                conn:release()
-            else
-                conn:close()
-            end
-        end
+        -- From a timer: a subscribe handler must not yield after it joined (its reply would
+        -- then go after the first messages).
+        timer_at(0, unblock, b, b.reader_id)
     end
 end
 
