@@ -17,6 +17,7 @@ local ngx = ngx
 local ngx_log = ngx.log
 local WARN, ERR, INFO = ngx.WARN, ngx.ERR, ngx.INFO
 local timer_at = ngx.timer.at
+local semaphore = require("ngx.semaphore")
 local sleep = ngx.sleep
 local now = ngx.now
 local update_time = ngx.update_time
@@ -256,14 +257,16 @@ end
 -- The worker's side -----------------------------------------------------------------------------
 
 -- Per Redis (cfg.backend: address, database, user, prefix; the reader's settings are those of
--- the first attach): { cfg, channels = { [name] = channel }, running, blocked, healthy,
+-- the first attach): { cfg, channels = { [name] = channel }, asking = { [name] = semaphore of a
+-- subscribe asking Redis about a channel not read yet }, running, blocked, down (the
+-- reader lost Redis),
 -- reader_id }. A channel: { name, pos (the last id delivered), subs = { [sub] = true }, n }.
 local backends = {}
 
 local function backend_of(cfg)
     local b = backends[cfg.backend]
     if not b then
-        b = { cfg = cfg, channels = {}, running = false, blocked = false, healthy = false }
+        b = { cfg = cfg, channels = {}, asking = {}, running = false, blocked = false, down = false }
         backends[cfg.backend] = b
     end
     return b
@@ -476,7 +479,7 @@ reader = function(premature, b)
                 end
                 backoff = 0.1
             else
-                b.healthy = false
+                b.down = true
                 ngx_log(INFO, "channels: the reader's connect failed: ", err)
                 if not down then
                     ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; retrying")
@@ -502,7 +505,7 @@ reader = function(premature, b)
             local list, err = conn:command(MODE.XREAD, unpack(args))
             b.blocked = false
             if list then
-                b.healthy = true
+                b.down = false
                 local plen = #cfg.prefix
                 for _, e in ipairs(list) do
                     local ch = b.channels[sub(e.key, plen + 1)]
@@ -512,7 +515,7 @@ reader = function(premature, b)
                     end
                 end
             elseif conn.dead then
-                b.healthy = false
+                b.down = true
                 down = err
                 ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; reconnecting")
                 conn = nil
@@ -525,13 +528,15 @@ reader = function(premature, b)
         end
     end
     ngx_log(INFO, "channels: the reader of ", cfg.redis, " stops (channels left: ", next(b.channels) ~= nil, ")")
-    b.running, b.blocked, b.healthy = false, false, false
+    b.running, b.blocked, b.down = false, false, false
     if conn then
         conn:close()
     end
 end
 
 -- The instance's side ---------------------------------------------------------------------------
+
+local done_asking
 
 local function refused(action, channel, err)
     return nil, "channel " .. action .. " refused: " .. (err == nil and "not authorized" or tostring(err))
@@ -550,6 +555,19 @@ local function authorized(cfg, action, channel, params)
         return nil, err
     end
     return true
+end
+
+-- The end of one subscriber's question to Redis about a channel: those waiting for it go on.
+function done_asking(b, channel, sema)
+    if sema then
+        if b.asking[channel] == sema then
+            b.asking[channel] = nil
+        end
+        local waiting = -sema:count()
+        if waiting > 0 then
+            sema:post(waiting)
+        end
+    end
 end
 
 local function subscribe(self, cfg, b, params, seq)
@@ -580,9 +598,20 @@ local function subscribe(self, cfg, b, params, seq)
         return refused("subscribe", channel, err)
     end
     local ch = b.channels[channel]
+    local asking = b.asking[channel]
+    if not ch and asking then
+        -- Another subscriber of this worker asks Redis about the channel: its answer serves.
+        asking:wait(cfg.timeout / 1000 + 1)
+        ch = b.channels[channel]
+    end
     local start = since
-    if not (ch and b.healthy) then
+    local mine
+    if not ch or b.down then
         -- Redis is asked: for the channel's last id, and whether it answers at all.
+        if not ch and not b.asking[channel] then
+            mine = semaphore.new()
+            b.asking[channel] = mine
+        end
         local conn
         conn, err = redis.connect(cfg.redis_opts)
         local list
@@ -593,22 +622,21 @@ local function subscribe(self, cfg, b, params, seq)
             end
         end
         if not list then
+            done_asking(b, channel, mine)
             return nil, "channel subscribe failed: " .. err
         end
         start = start or (list[1] and list[1].id or "0-0")
     end
-    start = start or ch.pos
     -- What was asked may have yielded: look again, and at the connection.
-    if self.io.ended then
-        return nil, "closed"
+    if self.io.ended or subs[channel] then
+        done_asking(b, channel, mine)
+        return nil, self.io.ended and "closed" or "already subscribed to channel " .. channel
     end
-    if subs[channel] then
-        return nil, "already subscribed to channel " .. channel
-    end
+    ch = b.channels[channel]
+    start = start or ch.pos
     local s = { conn = self, seq = seq, channel = channel, state = "new", cursor = start, last = start }
     subs[channel] = s
     subs.n = subs.n + 1
-    ch = b.channels[channel]
     if not ch then
         ch = { name = channel, pos = start, subs = {}, n = 0 }
         b.channels[channel] = ch
@@ -624,6 +652,7 @@ local function subscribe(self, cfg, b, params, seq)
             return nil, "channel subscribe failed: " .. err
         end
     end
+    done_asking(b, channel, mine)
     return { subscribe_resp = { channel = channel, last_id = start } }
 end
 
