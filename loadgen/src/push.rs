@@ -45,6 +45,10 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
                           subscriber sends cmd_subscribe {channel = --channel} first, and pushes are
                           channel_message frames whose data is the payload (docs/channels.md)
   --channel NAME          the channel of --format channel (default bench)
+  --messages N            stop publishing after N messages (as well as after --seconds)
+  --retry-publish MS      a publish that fails (status or connection) is sent again after MS
+                          milliseconds until it succeeds, instead of ending the run (a broker
+                          restarted during a soak); retries are counted
   -c, --connections N     subscribers (default 1)
   -s, --size BYTES        payload size, at least 16 (default 16)
   -t, --seconds T         how long to publish (or, without --publish, to receive) (default 5)
@@ -87,6 +91,8 @@ struct Opts {
     path: String,
     format: Format,
     channel: String,
+    messages: u64,
+    retry_publish: Option<Duration>,
     subscribers: usize,
     size: usize,
     seconds: f64,
@@ -110,6 +116,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         path: "/pubsub".into(),
         format: Format::Native,
         channel: "bench".into(),
+        messages: 0,
+        retry_publish: None,
         subscribers: 1,
         size: 16,
         seconds: 5.0,
@@ -139,6 +147,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--addr" => o.addrs = val(&a)?.split(',').map(str::to_string).collect(),
             "--path" => o.path = val(&a)?,
             "--channel" => o.channel = val(&a)?,
+            "--messages" => o.messages = num(val(&a)?, &a)?,
+            "--retry-publish" => o.retry_publish = Some(Duration::from_millis(num(val(&a)?, &a)?)),
             "--format" => {
                 o.format = match val(&a)?.as_str() {
                     "native" => Format::Native,
@@ -588,6 +598,7 @@ async fn run(o: Opts) -> i32 {
     shared.borrow_mut().measuring = true;
     let deadline = t0 + Duration::from_secs_f64(o.seconds);
     let mut last_seq = 0u64;
+    let mut retries = 0u64;
     match (&o.publish, failed) {
         (_, true) => {}
         (None, false) => tokio::time::sleep_until(deadline.into()).await,
@@ -615,11 +626,29 @@ async fn run(o: Opts) -> i32 {
                     let due = t0 + Duration::from_secs_f64(last_seq as f64 / o.rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                if o.messages > 0 && last_seq >= o.messages {
+                    break 'publishing;
+                }
                 last_seq += 1;
                 shared.borrow_mut().remaining[last_seq as usize % RING] = n as u32;
-                if let Err(e) = publish_one(&mut poster, path, &mut payload, last_seq, &mut published).await {
-                    shared.borrow_mut().error(e);
-                    break;
+                loop {
+                    match publish_one(&mut poster, path, &mut payload, last_seq, &mut published).await {
+                        Ok(()) => break,
+                        Err(e) => match o.retry_publish {
+                            Some(pause) => {
+                                retries += 1;
+                                if retries == 1 || retries.is_multiple_of(100) {
+                                    eprintln!("pubsub-loadgen: {e}; retrying (retry {retries})");
+                                }
+                                tokio::time::sleep(pause).await;
+                                poster = Poster::new(o.publish_addr.as_deref().unwrap_or(&o.addrs[0]));
+                            }
+                            None => {
+                                shared.borrow_mut().error(e);
+                                break 'publishing;
+                            }
+                        },
+                    }
                 }
                 published.messages += 1;
             }
@@ -678,7 +707,7 @@ async fn run(o: Opts) -> i32 {
     let counted = |v: u64| if o.read { v.to_string() } else { "null".into() };
     println!(
         "{{\"label\":\"{}\",\"mode\":\"{}\",\"format\":\"{}\",\"connections\":{n},\"size\":{},\"window\":{},\"rate\":{},\"quickack\":{},\
-\"seconds\":{:.3},\"published\":{},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
+\"seconds\":{:.3},\"published\":{},\"publish_retries\":{retries},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
 \"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
 \"lost\":{},\"duplicated\":{},\"out_of_order\":{},\"bad\":{},\"errors\":{},\"first_error\":{},\
 \"refused_full\":{},\"refused_closed\":{},\"pushed\":{},\
