@@ -376,3 +376,82 @@ prompt: true
 number 5
 number -1
 string #1099511627776
+
+
+
+=== TEST 11: retention: maxlen trims the stream (XADD MAXLEN ~), max_age alone trims by id age (MINID ~)
+--- timeout: 15
+--- config
+    location /t {
+        content_by_lua_block {
+            local t = require("redis_channels")
+            local redis = require("apisix_pubsub_rs.redis")
+            local r = assert(redis.connect({ redis = require("redis_server").address }))
+            r:call("DEL", "t:keep.11", "t:age.11")
+            for i = 1, 150 do
+                assert(t.pub("keep.11", "m" .. i, { maxlen = "10" }))
+            end
+            local len = r:call("XLEN", "t:keep.11")
+            ngx.say("maxlen 10: ", len < 150 and len >= 10)
+            for i = 1, 150 do
+                assert(t.pub("age.11", "m" .. i, { max_age = "100000" }))
+            end
+            ngx.say("max_age, young: ", r:call("XLEN", "t:age.11"))
+            ngx.sleep(0.05)
+            for i = 1, 150 do
+                assert(t.pub("age.11", "n" .. i, { max_age = "10" }))
+            end
+            len = r:call("XLEN", "t:age.11")
+            ngx.say("max_age 10 ms: ", len < 300)
+            r:release()
+        }
+    }
+--- response_body
+maxlen 10: true
+max_age, young: 150
+max_age 10 ms: true
+
+
+
+=== TEST 12: with an APISIX proto loaded at run time the channel commands stay; a file that takes their names or numbers is refused
+--- config
+    location /t {
+        content_by_lua_block {
+            local pubsub = require("apisix_pubsub_rs")
+            local t = require("redis_channels")
+            local dir = os.getenv("TMPDIR") or "/tmp"
+            local function write(name, text)
+                local path = dir .. "/apisix-pubsub-rs-channels-" .. name .. "-" .. ngx.worker.pid() .. ".proto"
+                local f = assert(io.open(path, "w"))
+                f:write(text)
+                f:close()
+                return path
+            end
+            local apisix = [[
+syntax = "proto3";
+message CmdEcho { string text = 1; }
+message EchoResp { string text = 1; }
+message PubSubReq { int64 sequence = 1; oneof req { CmdEcho cmd_echo = 35; } }
+message PubSubResp { int64 sequence = 1; oneof resp { EchoResp echo_resp = 35; } }
+]]
+            local path = write("ok", apisix)
+            ngx.say("load: ", pubsub.load_proto(path))
+            os.remove(path)
+            local ws = t.client()
+            assert(t.subscribe(ws, 1, "proto.12"))
+            assert(t.pub("proto.12", "still here"))
+            ngx.say(table.concat((t.read(ws, 1)), ","))
+            t.bye(ws)
+            for _, bad in ipairs({ { "number", "cmd_echo = 35", "cmd_echo = 1001" }, { "name", "cmd_echo = 35", "cmd_subscribe = 35" } }) do
+                path = write(bad[1], (apisix:gsub(bad[2], bad[3])))
+                local ok, err = pubsub.load_proto(path)
+                os.remove(path)
+                ngx.say(bad[1], ": ", ok, " ", (err:gsub("^.*%.proto:", "FILE:")))
+            end
+        }
+    }
+--- response_body
+load: true
+1 proto.12 still here
+number: nil FILE:4: number 1001 of PubSubReq is cmd_subscribe in the built-in schema, not cmd_echo
+name: nil FILE:4: field cmd_subscribe of PubSubReq is number 1001 with another type in the built-in schema, which this file may not change
