@@ -37,6 +37,7 @@ local sub = string.sub
 local byte = string.byte
 local floor = math.floor
 local min = math.min
+local max = math.max
 local concat = table.concat
 local unpack = unpack
 
@@ -65,6 +66,10 @@ local KINDS = {
     authorize = "function", max_channel_len = "count", max_data_len = "count",
     max_subscriptions = "count", block = "count", count = "count",
 }
+
+-- The largest Redis reply read: the reader lowers its XREAD COUNT as its channels grow so that
+-- a reply of `count` entries of max_data_len bytes per channel stays within it.
+local MAX_REPLY = 64 * 1024 * 1024
 
 -- Validated options, by the table the caller passed (the same table is checked once).
 local checked = setmetatable({}, { __mode = "k" })
@@ -114,8 +119,7 @@ local function check_options(opts)
     cfg.redis_opts = {
         redis = cfg.redis, username = cfg.username, password = cfg.password, database = cfg.database,
         timeout = cfg.timeout,
-        -- The reader's XREAD: `count` entries per channel of up to max_data_len bytes each.
-        max_reply_len = min(256 * 1024 * 1024, 4 * 1024 * 1024 + cfg.count * (cfg.max_data_len + 256) * 4),
+        max_reply_len = MAX_REPLY,
     }
     cfg.reader_opts = setmetatable({ pooled = false }, { __index = cfg.redis_opts })
     checked[opts] = cfg
@@ -419,7 +423,8 @@ catch_up = function(premature, b, s)
         local conn
         conn, err = redis.connect(cfg.redis_opts)
         if conn then
-            list, err = conn:command(MODE.XRANGE, "XRANGE", key, "(" .. s.cursor, target, "COUNT", cfg.count)
+            list, err = conn:command(MODE.XRANGE, "XRANGE", key, "(" .. s.cursor, target, "COUNT",
+                min(cfg.count, max(1, floor(MAX_REPLY / (cfg.max_data_len + 512)))))
             if list then
                 conn:release()
             end
@@ -490,11 +495,13 @@ reader = function(premature, b)
             end
         end
         if conn then
-            local args, keys, ids = { "XREAD", "COUNT", cfg.count, "BLOCK", cfg.block, "STREAMS" }, {}, {}
+            local keys, ids = {}, {}
             for name, ch in pairs(b.channels) do
                 keys[#keys + 1] = cfg.prefix .. name
                 ids[#ids + 1] = ch.pos
             end
+            local count = min(cfg.count, max(1, floor(MAX_REPLY / (#keys * (cfg.max_data_len + 512)))))
+            local args = { "XREAD", "COUNT", count, "BLOCK", cfg.block, "STREAMS" }
             local n = #args
             for i = 1, #keys do
                 args[n + i] = keys[i]
