@@ -495,10 +495,14 @@ reader = function(premature, b)
             end
         end
         if conn then
-            local keys, ids = {}, {}
+            -- `asked`: the channel states this XREAD reads, from their positions. A channel left
+            -- and taken up again meanwhile is a new state at another position: what this read
+            -- brings for it is not its next entries, and the next read asks again.
+            local keys, ids, asked = {}, {}, {}
             for name, ch in pairs(b.channels) do
                 keys[#keys + 1] = cfg.prefix .. name
                 ids[#ids + 1] = ch.pos
+                asked[name] = ch
             end
             local count = min(cfg.count, max(1, floor(MAX_REPLY / (#keys * (cfg.max_data_len + 512)))))
             local args = { "XREAD", "COUNT", count, "BLOCK", cfg.block, "STREAMS" }
@@ -515,8 +519,9 @@ reader = function(premature, b)
                 b.down = false
                 local plen = #cfg.prefix
                 for _, e in ipairs(list) do
-                    local ch = b.channels[sub(e.key, plen + 1)]
-                    if ch and id_after(e.id, ch.pos) then
+                    local name = sub(e.key, plen + 1)
+                    local ch = b.channels[name]
+                    if ch and ch == asked[name] and id_after(e.id, ch.pos) then
                         fan_out(b, ch, e.id, e.fields.d or "")
                         ch.pos = e.id
                     end

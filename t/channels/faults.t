@@ -218,3 +218,31 @@ subscriber 3: missing 0, out of order or twice 0
 fast got all: true in under 5 s: true
 slow got all: true
 quiet: true
+
+
+
+=== TEST 5: a lone subscriber that does not read: its channel is left while it catches up and taken up again at its position, nothing skipped
+--- timeout: 20
+--- config
+    location /t {
+        content_by_lua_block {
+            local t = require("redis_channels")
+            local slow = t.client("max_queue_bytes=2048")
+            assert(t.subscribe(slow, 1, "alone.5"))
+            local data = string.rep("y", 500)
+            local acked = {}
+            for i = 1, 200 do
+                acked[i] = assert(t.pub("alone.5", data))
+                if i % 50 == 0 then
+                    ngx.sleep(0.1) -- catch-ups start, the reader waits again
+                end
+            end
+            local _, ids = t.read(slow, 200)
+            ngx.say("got all: ", table.concat(ids, " ") == table.concat(acked, " "))
+            ngx.say("quiet: ", (t.quiet(slow, 200)))
+            t.bye(slow)
+        }
+    }
+--- response_body
+got all: true
+quiet: true
