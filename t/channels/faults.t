@@ -199,14 +199,12 @@ subscriber 3: missing 0, out of order or twice 0
             assert(t.subscribe(fast, 2, "slow.4"))
             local data = string.rep("x", 500)
             local acked = {}
-            ngx.update_time()
-            local start = ngx.now()
             for i = 1, 200 do
                 acked[i] = assert(t.pub("slow.4", data))
             end
+            -- The fast one gets everything while the slow one has read nothing: it waits for nobody.
             local _, ids = t.read(fast, 200)
-            ngx.update_time()
-            ngx.say("fast got all: ", table.concat(ids, " ") == table.concat(acked, " "), " in under 5 s: ", ngx.now() - start < 5)
+            ngx.say("fast got all: ", table.concat(ids, " ") == table.concat(acked, " "))
             -- The slow one reads now: everything, once, in order.
             _, ids = t.read(slow, 200)
             ngx.say("slow got all: ", table.concat(ids, " ") == table.concat(acked, " "))
@@ -215,7 +213,7 @@ subscriber 3: missing 0, out of order or twice 0
         }
     }
 --- response_body
-fast got all: true in under 5 s: true
+fast got all: true
 slow got all: true
 quiet: true
 
