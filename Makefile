@@ -9,9 +9,10 @@
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR);
 #                   with APISIX_DIR=<an APISIX tree>: into that tree, its pubsub.lua kept as pubsub.lua.orig
 #   make uninstall  APISIX_DIR=<an APISIX tree>: removes both and puts pubsub.lua.orig back
-#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading and slow clients (minutes)
+#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading and slow clients, channels through Redis restarted twice (an hour)
 #   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original), then bench-push
 #   make bench-push push throughput, fan-out to 1,000 and 10,000 subscribers, idle latency: native vs nchan
+#   make bench-channels  channels over Redis, 1,000 and 10,000 subscribers, 1 and 2 workers: native vs nchan with Redis
 #   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages (deps-run: only those make run needs)
@@ -51,7 +52,7 @@ LIB = target/release/libapisix_pubsub_rs.so
 
 .PHONY: all build test test-rust test-t test-clients test-rock test-install test-bench-results deps deps-run \
         deps-clients client web-deps docs run install uninstall \
-        valgrind soak loadgen bench bench-push instructions clean
+        valgrind soak loadgen bench bench-push bench-channels instructions clean
 
 all: build
 
@@ -136,6 +137,7 @@ loadgen:
 bench: deps build loadgen
 	./bench/bench.sh
 	$(MAKE) bench-push
+	$(MAKE) bench-channels
 
 # nchan (Debian's libnginx-mod-nchan) is the peer of the push benchmark only, so `make deps` leaves it out.
 bench-push: deps build loadgen
@@ -190,3 +192,11 @@ endif
 clean:
 	$(CARGO) clean
 	rm -rf t/servroot*
+
+# Channels over Redis against nchan using Redis (nchan_use_redis), on one redis-server.
+bench-channels: deps build loadgen
+	@dpkg-query -W -f='$${Status}' libnginx-mod-nchan 2>/dev/null | grep -q "ok installed" || { \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libnginx-mod-nchan >/dev/null; }
+	./bench/channels_bench.sh

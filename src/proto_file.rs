@@ -200,7 +200,16 @@ message PubSubResp {
     fn a_file_adds_its_commands_and_replies_to_the_built_in_ones() {
         let s = load(&write("ok", APISIX_LIKE), &builtin()).unwrap();
         let cmds: Vec<String> = s.commands().map(|f| s.field_name(f.id).to_string()).collect();
-        assert_eq!(cmds, ["cmd_empty", "cmd_ping", "cmd_kafka_fetch", "cmd_kafka_list_offset", "cmd_echo"]);
+        assert_eq!(cmds, [
+            "cmd_empty",
+            "cmd_ping",
+            "cmd_kafka_fetch",
+            "cmd_kafka_list_offset",
+            "cmd_subscribe",
+            "cmd_unsubscribe",
+            "cmd_publish",
+            "cmd_echo"
+        ]);
         let echo = s.commands().find(|f| s.field_name(f.id) == "cmd_echo").unwrap();
         assert_eq!(echo.number, 41);
         assert_eq!(s.message_name(s.target(echo).unwrap()), "CmdEcho");
@@ -234,7 +243,21 @@ message PubSubResp {
                 "number 33 of PubSubReq is cmd_kafka_fetch in the built-in schema",
             ),
         ];
+        let channels = [
+            (
+                "channel-number",
+                APISIX_LIKE.replace("CmdEcho cmd_echo = 41;", "CmdEcho cmd_echo = 1001;"),
+                "number 1001 of PubSubReq is cmd_subscribe in the built-in schema, not cmd_echo",
+            ),
+            (
+                "channel-name",
+                APISIX_LIKE.replace("CmdEcho cmd_echo = 41;", "CmdEcho cmd_subscribe = 41;"),
+                "field cmd_subscribe of PubSubReq is number 1001",
+            ),
+        ];
+        let cases = cases.iter().map(|(n, t, w)| (*n, t.to_string(), *w)).chain(channels.iter().map(|(n, t, w)| (*n, t.clone(), *w)));
         for (name, text, want) in cases {
+            let text = text.as_str();
             let err = load(&write(name, text), &builtin()).unwrap_err().to_string();
             assert!(err.contains(want), "{name}: {err}");
             assert!(err.contains("pubsub.proto"), "{name}: names the file: {err}");

@@ -513,10 +513,28 @@ mod tests {
             }
         }
         let cmds = names(&s, s.commands());
-        let want = [("cmd_empty", 31), ("cmd_ping", 32), ("cmd_kafka_fetch", 33), ("cmd_kafka_list_offset", 34)];
+        // APISIX's from 31, then the channels' in this project's range (1001 to 1099).
+        let want = [
+            ("cmd_empty", 31),
+            ("cmd_ping", 32),
+            ("cmd_kafka_fetch", 33),
+            ("cmd_kafka_list_offset", 34),
+            ("cmd_subscribe", 1001),
+            ("cmd_unsubscribe", 1002),
+            ("cmd_publish", 1003),
+        ];
         assert_eq!(cmds, want.map(|(n, v)| (n.to_string(), v)));
         let replies = names(&s, s.replies());
-        let want = [("error_resp", 31), ("pong_resp", 32), ("kafka_fetch_resp", 33), ("kafka_list_offset_resp", 34)];
+        let want = [
+            ("error_resp", 31),
+            ("pong_resp", 32),
+            ("kafka_fetch_resp", 33),
+            ("kafka_list_offset_resp", 34),
+            ("subscribe_resp", 1001),
+            ("unsubscribe_resp", 1002),
+            ("publish_resp", 1003),
+            ("channel_message", 1004),
+        ];
         assert_eq!(replies, want.map(|(n, v)| (n.to_string(), v)));
     }
 
@@ -557,7 +575,7 @@ mod tests {
         assert!(lua.starts_with("return {"));
         assert!(lua.contains("name = \"offset\", number = 1, kind = \"int64\""), "{lua}");
         assert!(lua.contains("integer = true, int64 = true, number_like = true, default = 0"));
-        assert!(lua.contains("commands = { \"cmd_empty\", \"cmd_ping\", \"cmd_kafka_fetch\", \"cmd_kafka_list_offset\" }"));
+        assert!(lua.contains("commands = { \"cmd_empty\", \"cmd_ping\", \"cmd_kafka_fetch\", \"cmd_kafka_list_offset\", \"cmd_subscribe\""));
     }
 
     #[test]

@@ -41,7 +41,14 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --addr HOST:PORT[,...]  server(s); subscribers are spread over them in turn (default 127.0.0.1:9080)
   --path PATH             subscriber WebSocket path (default /pubsub)
   --format F              native (default): pushes are PubSubResp frames whose pong_resp.state is the
-                          payload; raw: the frame's payload is the payload (nchan)
+                          payload; raw: the frame's payload is the payload (nchan); channel: each
+                          subscriber sends cmd_subscribe {channel = --channel} first, and pushes are
+                          channel_message frames whose data is the payload (docs/channels.md)
+  --channel NAME          the channel of --format channel (default bench)
+  --messages N            stop publishing after N messages (as well as after --seconds)
+  --retry-publish MS      a publish that fails (status or connection) is sent again after MS
+                          milliseconds until it succeeds, instead of ending the run (a broker
+                          restarted during a soak); retries are counted
   -c, --connections N     subscribers (default 1)
   -s, --size BYTES        payload size, at least 16 (default 16)
   -t, --seconds T         how long to publish (or, without --publish, to receive) (default 5)
@@ -75,6 +82,7 @@ they closed; rss_per_connection_kib = (connected - before) / connections.";
 enum Format {
     Native,
     Raw,
+    Channel,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +90,9 @@ struct Opts {
     addrs: Vec<String>,
     path: String,
     format: Format,
+    channel: String,
+    messages: u64,
+    retry_publish: Option<Duration>,
     subscribers: usize,
     size: usize,
     seconds: f64,
@@ -104,6 +115,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         addrs: vec!["127.0.0.1:9080".into()],
         path: "/pubsub".into(),
         format: Format::Native,
+        channel: "bench".into(),
+        messages: 0,
+        retry_publish: None,
         subscribers: 1,
         size: 16,
         seconds: 5.0,
@@ -132,11 +146,15 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             }
             "--addr" => o.addrs = val(&a)?.split(',').map(str::to_string).collect(),
             "--path" => o.path = val(&a)?,
+            "--channel" => o.channel = val(&a)?,
+            "--messages" => o.messages = num(val(&a)?, &a)?,
+            "--retry-publish" => o.retry_publish = Some(Duration::from_millis(num(val(&a)?, &a)?)),
             "--format" => {
                 o.format = match val(&a)?.as_str() {
                     "native" => Format::Native,
                     "raw" => Format::Raw,
-                    other => return Err(format!("--format: native or raw, not {other}")),
+                    "channel" => Format::Channel,
+                    other => return Err(format!("--format: native, raw or channel, not {other}")),
                 }
             }
             "-c" | "--connections" => o.subscribers = num(val(&a)?, &a)? as usize,
@@ -308,7 +326,21 @@ fn payload_of<'a>(format: Format, frame: &'a [u8], decoded: &'a mut Vec<u8>) -> 
             Ok(other) => Err(format!("unexpected push {:?}", other.resp.map(|_| "not a pong_resp"))),
             Err(e) => Err(format!("undecodable push: {e}")),
         },
+        Format::Channel => match PubSubResp::decode(frame) {
+            Ok(PubSubResp { resp: Some(pub_sub_resp::Resp::ChannelMessage(m)), .. }) => {
+                *decoded = m.data;
+                Ok(&decoded[..])
+            }
+            Ok(PubSubResp { resp: Some(pub_sub_resp::Resp::ErrorResp(e)), .. }) => Err(format!("error_resp: {}", e.message)),
+            Ok(_) => Err("unexpected push: not a channel_message".into()),
+            Err(e) => Err(format!("undecodable push: {e}")),
+        },
     }
+}
+
+/// True for the subscribe_resp that comes before a channel subscriber's messages.
+fn is_subscribe_resp(frame: &[u8]) -> bool {
+    matches!(PubSubResp::decode(frame), Ok(PubSubResp { resp: Some(pub_sub_resp::Resp::SubscribeResp(_)), .. }))
 }
 
 async fn subscriber(
@@ -333,6 +365,19 @@ async fn subscriber(
             return;
         }
     };
+    if o.format == Format::Channel {
+        use apisix_pubsub_rs::proto::{pub_sub_req::Req, CmdSubscribe, PubSubReq};
+        let req = PubSubReq { sequence: 1, req: Some(Req::CmdSubscribe(CmdSubscribe { channel: o.channel.clone(), since: String::new() })) };
+        let mut frame = Vec::new();
+        ws::masked_frame(&mut frame, 2, &req.encode_to_vec(), [1, 2, 3, 4]);
+        if let Err(e) = stream.write_all(&frame).await {
+            let mut sh = shared.borrow_mut();
+            sh.connect_failed += 1;
+            sh.error(format!("subscriber {id}: subscribe: {e}"));
+            progress.notify_one();
+            return;
+        }
+    }
     shared.borrow_mut().connected += 1;
     progress.notify_one();
     let closed_loop = o.publish.is_some() && o.rate == 0.0;
@@ -382,6 +427,9 @@ async fn subscriber(
                             sh.bad(format!("subscriber {id}: unexpected frame (opcode {op}, fin {})", f.fin));
                             continue;
                         }
+                    }
+                    if o.format == Format::Channel && is_subscribe_resp(&buf[f.payload.clone()]) {
+                        continue;
                     }
                     let checked = payload_of(o.format, &buf[f.payload], &mut decoded).and_then(|p| check_payload(p, o.size));
                     match checked {
@@ -550,6 +598,7 @@ async fn run(o: Opts) -> i32 {
     shared.borrow_mut().measuring = true;
     let deadline = t0 + Duration::from_secs_f64(o.seconds);
     let mut last_seq = 0u64;
+    let mut retries = 0u64;
     match (&o.publish, failed) {
         (_, true) => {}
         (None, false) => tokio::time::sleep_until(deadline.into()).await,
@@ -577,11 +626,29 @@ async fn run(o: Opts) -> i32 {
                     let due = t0 + Duration::from_secs_f64(last_seq as f64 / o.rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                if o.messages > 0 && last_seq >= o.messages {
+                    break 'publishing;
+                }
                 last_seq += 1;
                 shared.borrow_mut().remaining[last_seq as usize % RING] = n as u32;
-                if let Err(e) = publish_one(&mut poster, path, &mut payload, last_seq, &mut published).await {
-                    shared.borrow_mut().error(e);
-                    break;
+                loop {
+                    match publish_one(&mut poster, path, &mut payload, last_seq, &mut published).await {
+                        Ok(()) => break,
+                        Err(e) => match o.retry_publish {
+                            Some(pause) => {
+                                retries += 1;
+                                if retries == 1 || retries.is_multiple_of(100) {
+                                    eprintln!("pubsub-loadgen: {e}; retrying (retry {retries})");
+                                }
+                                tokio::time::sleep(pause).await;
+                                poster = Poster::new(o.publish_addr.as_deref().unwrap_or(&o.addrs[0]));
+                            }
+                            None => {
+                                shared.borrow_mut().error(e);
+                                break 'publishing;
+                            }
+                        },
+                    }
                 }
                 published.messages += 1;
             }
@@ -640,7 +707,7 @@ async fn run(o: Opts) -> i32 {
     let counted = |v: u64| if o.read { v.to_string() } else { "null".into() };
     println!(
         "{{\"label\":\"{}\",\"mode\":\"{}\",\"format\":\"{}\",\"connections\":{n},\"size\":{},\"window\":{},\"rate\":{},\"quickack\":{},\
-\"seconds\":{:.3},\"published\":{},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
+\"seconds\":{:.3},\"published\":{},\"publish_retries\":{retries},\"syncs\":{},\"deliveries\":{},\"deliveries_per_s\":{:.0},\
 \"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
 \"lost\":{},\"duplicated\":{},\"out_of_order\":{},\"bad\":{},\"errors\":{},\"first_error\":{},\
 \"refused_full\":{},\"refused_closed\":{},\"pushed\":{},\
@@ -649,7 +716,7 @@ async fn run(o: Opts) -> i32 {
 \"rss_per_connection_kib\":{per_conn},\"watched\":{{{}}}}}",
         o.label.replace('"', "'"),
         if o.publish.is_some() { "publish" } else { "server" },
-        if o.format == Format::Native { "native" } else { "raw" },
+        match o.format { Format::Native => "native", Format::Raw => "raw", Format::Channel => "channel" },
         o.size,
         o.window,
         o.rate,

@@ -188,7 +188,8 @@ function _M.new(opts)
 end
 
 --- Registers the handler of a command, replacing any earlier one.
--- `handler(params)` returns a reply table such as `{pong_resp = {state = "x"}}`, or `nil, err`.
+-- `handler(params, sequence)` returns a reply table such as `{pong_resp = {state = "x"}}`, or
+-- `nil, err`; `sequence` is the request's (a number, or a "#<digits>" string beyond 32 bits).
 -- @tparam string command a command of pubsub.proto, e.g. "cmd_ping"
 -- @tparam function handler
 function _M.on(self, command, handler)
@@ -349,7 +350,7 @@ local function serve_command(self, ev)
         return
     end
     local params = build_params(schema, ev, f.target)
-    local ok, resp, err = pcall(handler, params)
+    local ok, resp, err = pcall(handler, params, codec.int64_for_lua(ev.sequence))
     if not ok then
         ngx_log(ERR, "pubsub handler of command ", name, " raised an error: ", tostring(resp))
         local msg = tostring(resp)

@@ -30,6 +30,14 @@ macro_rules! c_type {
     (*mut ReplyEncoder) => { "apisix_pubsub_rs_encoder *" };
     (*mut Codec) => { "apisix_pubsub_rs_codec *" };
     (*const SchemaHandle) => { "const apisix_pubsub_rs_schema *" };
+    (*const usize) => { "const size_t *" };
+    (*const *const u8) => { "const char **" };
+    (*const ItemLayout) => { "const apisix_pubsub_rs_resp_item *" };
+    (*const EntryLayout) => { "const apisix_pubsub_rs_stream_entry *" };
+    (*mut RespReply) => { "apisix_pubsub_rs_resp_reply *" };
+    (*mut LuaRespDecoder) => { "apisix_pubsub_rs_resp_decoder *" };
+    (*mut RespWriter) => { "apisix_pubsub_rs_resp_writer *" };
+    (*const RespWriter) => { "const apisix_pubsub_rs_resp_writer *" };
 }
 
 /// The C parameter list of a function: the types, comma-separated.
@@ -94,6 +102,7 @@ macro_rules! c_consts {
 
 
 use super::codec::Codec;
+use super::resp::{LuaRespDecoder, RespWriter};
 use super::schema::SchemaHandle;
 use super::session::LuaSession;
 use crate::message::{op, Op, ReplyEncoder};
@@ -225,6 +234,112 @@ c_consts! {
     }
 }
 
+c_struct! {
+    /// One element of a Redis reply: [`crate::resp::Item`] as Lua sees it.
+    pub struct ItemLayout as "apisix_pubsub_rs_resp_item" {
+        /// A [`crate::resp::item`] code.
+        kind: [u32],
+        /// Aggregates: how many elements follow.
+        count: [u32],
+        /// Strings: where the bytes start in the reply.
+        offset: [usize],
+        /// Strings: how many bytes.
+        len: [usize],
+        /// Integers and booleans (`int` in Rust, a C keyword).
+        integer: [i64],
+        /// Doubles.
+        num: [f64],
+        /// Index of the item after this one and its elements.
+        end: [usize],
+    }
+}
+
+c_struct! {
+    /// One stream entry of an `XREAD` / `XRANGE` reply: [`crate::resp::StreamEntry`] as Lua sees it.
+    pub struct EntryLayout as "apisix_pubsub_rs_stream_entry" {
+        /// Where the stream's key starts in the reply (`XREAD`).
+        key_offset: [usize],
+        /// Its length (0 for `XRANGE`).
+        key_len: [usize],
+        /// Where the entry id starts.
+        id_offset: [usize],
+        /// Its length.
+        id_len: [usize],
+        /// Index of the first field name among the items.
+        fields: [usize],
+        /// How many field-value pairs.
+        pairs: [usize],
+    }
+}
+
+c_struct! {
+    /// What `resp_poll` fills in for Lua.
+    pub struct RespReply as "apisix_pubsub_rs_resp_reply" {
+        /// The reply's bytes, where items and entries point.
+        bytes: [*const u8],
+        /// Their length.
+        len: [usize],
+        /// The items, the reply itself first.
+        items: [*const ItemLayout],
+        /// How many.
+        nitems: [usize],
+        /// The stream entries (poll modes `XREAD`, `XRANGE`).
+        entries: [*const EntryLayout],
+        /// How many.
+        nentries: [usize],
+        /// `NEED_MORE`: bytes needed at least.
+        need: [usize],
+        /// `FAILED`: why.
+        note: [*const u8],
+        /// Length of `note`.
+        note_len: [usize],
+    }
+}
+
+#[cfg(test)]
+impl RespReply {
+    /// A reply with nothing in it, for `resp_poll` to fill.
+    pub fn empty() -> RespReply {
+        RespReply {
+            bytes: std::ptr::null(),
+            len: 0,
+            items: std::ptr::null(),
+            nitems: 0,
+            entries: std::ptr::null(),
+            nentries: 0,
+            need: 0,
+            note: std::ptr::null(),
+            note_len: 0,
+        }
+    }
+}
+
+c_consts! {
+    /// What `resp_poll` returns.
+    pub mod resp_status: i32 {
+        /// No complete reply yet.
+        NEED_MORE = 0,
+        /// A reply.
+        REPLY = 1,
+        /// The bytes are no Redis reply, or not of the shape asked for: close the connection.
+        FAILED = 2,
+        /// A null pointer or a panic.
+        INTERNAL = -1,
+    }
+}
+
+c_consts! {
+    /// How `resp_poll` reads the reply it finds, by the command it answers.
+    pub mod resp_mode: i32 {
+        /// Items only.
+        PLAIN = 0,
+        /// An `XREAD` reply: its stream entries too.
+        XREAD = 1,
+        /// An `XRANGE` reply: its entries too.
+        XRANGE = 2,
+    }
+}
+
 exports! {
     schema::schema_builtin() -> [*const SchemaHandle];
     schema::schema_load([*const u8], [usize], [*mut *const u8], [*mut usize]) -> [*const SchemaHandle];
@@ -280,10 +395,26 @@ exports! {
     metrics::metrics_set([c_int], [u64]) -> [()];
     metrics::metrics_snapshot([*mut usize]) -> [*const u8];
     metrics::metrics_render([*const SchemaHandle], [*const u8], [usize], [c_int], [*mut usize]) -> [*const u8];
+    resp::resp_decoder_new([usize], [usize]) -> [*mut LuaRespDecoder];
+    resp::resp_decoder_free([*mut LuaRespDecoder]) -> [()];
+    resp::resp_feed([*mut LuaRespDecoder], [*const u8], [usize]) -> [()];
+    resp::resp_poll([*mut LuaRespDecoder], [c_int], [*mut RespReply]) -> [c_int];
+    resp::resp_writer_new() -> [*mut RespWriter];
+    resp::resp_writer_free([*mut RespWriter]) -> [()];
+    resp::resp_command([*mut RespWriter], [usize], [*const *const u8], [*const usize]) -> [c_int];
+    resp::resp_written([*const RespWriter], [*mut usize]) -> [*const u8];
+    resp::resp_writer_clear([*mut RespWriter]) -> [()];
 }
 
 /// The opaque types Lua holds pointers to.
-const OPAQUE: &[&str] = &["apisix_pubsub_rs_session", "apisix_pubsub_rs_encoder", "apisix_pubsub_rs_codec", "apisix_pubsub_rs_schema"];
+const OPAQUE: &[&str] = &[
+    "apisix_pubsub_rs_session",
+    "apisix_pubsub_rs_encoder",
+    "apisix_pubsub_rs_codec",
+    "apisix_pubsub_rs_schema",
+    "apisix_pubsub_rs_resp_decoder",
+    "apisix_pubsub_rs_resp_writer",
+];
 
 /// The generated Lua module `apisix_pubsub_rs.ffi`: the cdefs, the functions cast to their types
 /// (`C`), the constants (`kind`, `op`, `int64`, `status`) and a check of the struct layouts. It
@@ -295,6 +426,9 @@ pub fn lua_source() -> String {
     s.push_str("if not pcall(ffi.typeof, \"apisix_pubsub_rs_event\") then\n    ffi.cdef [[\n");
     s.push_str(OpLayout::C_DECL);
     s.push_str(Event::C_DECL);
+    s.push_str(ItemLayout::C_DECL);
+    s.push_str(EntryLayout::C_DECL);
+    s.push_str(RespReply::C_DECL);
     for t in OPAQUE {
         let _ = writeln!(s, "typedef struct {t} {t};");
     }
@@ -312,10 +446,15 @@ pub fn lua_source() -> String {
     table(&mut s, "status", status::all());
     table(&mut s, "push", push_status::all());
     s.push_str(&super::metrics::lua_constants());
+    table(&mut s, "resp_status", resp_status::all());
+    table(&mut s, "resp_mode", resp_mode::all());
     s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
     for (cname, size, offsets) in [
         (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
         (OpLayout::C_NAME, std::mem::size_of::<Op>(), OpLayout::offsets()),
+        (ItemLayout::C_NAME, std::mem::size_of::<crate::resp::Item>(), ItemLayout::offsets()),
+        (EntryLayout::C_NAME, std::mem::size_of::<crate::resp::StreamEntry>(), EntryLayout::offsets()),
+        (RespReply::C_NAME, std::mem::size_of::<RespReply>(), RespReply::offsets()),
     ] {
         let _ = writeln!(s, "assert(ffi.sizeof({cname:?}) == {size}, \"apisix_pubsub_rs: {cname} has another size in Lua than in Rust\")");
         for (field, off) in offsets {
@@ -325,7 +464,7 @@ pub fn lua_source() -> String {
             );
         }
     }
-    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, resp_status = resp_status, resp_mode = resp_mode, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
     s
 }
 
@@ -342,6 +481,31 @@ mod tests {
             ("num", std::mem::offset_of!(Op, num)),
             ("offset", std::mem::offset_of!(Op, offset)),
             ("len", std::mem::offset_of!(Op, len)),
+        ]);
+    }
+
+    #[test]
+    fn the_resp_layouts_are_the_resp_types() {
+        use crate::resp::{Item, StreamEntry};
+        assert_eq!(std::mem::size_of::<ItemLayout>(), std::mem::size_of::<Item>());
+        assert_eq!(ItemLayout::offsets(), vec![
+            ("kind", std::mem::offset_of!(Item, kind)),
+            ("count", std::mem::offset_of!(Item, count)),
+            ("offset", std::mem::offset_of!(Item, offset)),
+            ("len", std::mem::offset_of!(Item, len)),
+            ("integer", std::mem::offset_of!(Item, int)),
+            ("num", std::mem::offset_of!(Item, num)),
+            ("end", std::mem::offset_of!(Item, end)),
+        ]);
+        let span = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::size_of::<EntryLayout>(), std::mem::size_of::<StreamEntry>());
+        assert_eq!(EntryLayout::offsets(), vec![
+            ("key_offset", std::mem::offset_of!(StreamEntry, key)),
+            ("key_len", std::mem::offset_of!(StreamEntry, key) + span),
+            ("id_offset", std::mem::offset_of!(StreamEntry, id)),
+            ("id_len", std::mem::offset_of!(StreamEntry, id) + span),
+            ("fields", std::mem::offset_of!(StreamEntry, fields)),
+            ("pairs", std::mem::offset_of!(StreamEntry, pairs)),
         ]);
     }
 

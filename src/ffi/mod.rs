@@ -11,7 +11,7 @@
 //! or coroutine.
 //!
 //! One file per object Lua holds: [`schema`], [`session`], [`encoder`] (of a session or of the
-//! codec), [`codec`]. Rules at the boundary: no function raises a Lua error or lets a panic out
+//! codec), [`codec`], [`resp`] (the Redis protocol). Rules at the boundary: no function raises a Lua error or lets a panic out
 //! (each body runs under [`guard`] and reports failure as a return value); a null pointer is
 //! refused, never dereferenced; pointers passed in come from the functions of these files and are
 //! owned by the Lua side through `ffi.gc`.
@@ -27,6 +27,7 @@ pub mod encoder;
 pub mod metrics;
 pub mod schema;
 pub mod session;
+pub mod resp;
 
 /// The embedded Lua modules, `(name, source)`, listed by `build.rs` from `lua/apisix_pubsub_rs/`.
 const LUA_MODULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/lua_modules.rs"));
@@ -111,4 +112,49 @@ pub unsafe extern "C-unwind" fn luaopen_apisix_pubsub_rs(l: *mut lua::lua_State)
         lua::lua_call(l, 3, 1);
     }
     1
+}
+
+/// `require("apisix_pubsub_rs.<name>")` of a bundled module before the main one: Lua's loader
+/// finds this library by the part before the dot and calls `luaopen_apisix_pubsub_rs_<name>`,
+/// which opens the library (registering the modules) and runs the module from `package.preload`.
+///
+/// # Safety
+/// Called by Lua's package loader with a valid state.
+unsafe fn open_bundled(l: *mut lua::lua_State, name: &std::ffi::CStr) -> c_int {
+    // SAFETY: luaopen's contract is ours; then plain Lua C API calls within LUA_MINSTACK (at most
+    // 3 slots at once); an error raised by the module unwinds through this "C-unwind" caller.
+    unsafe {
+        if luaopen_apisix_pubsub_rs(l) == 0 {
+            return 0;
+        }
+        lua::lua_settop(l, -2);
+        lua::lua_getglobal(l, c"package".as_ptr());
+        lua::lua_getfield(l, -1, c"preload".as_ptr());
+        lua::lua_getfield(l, -1, name.as_ptr());
+        lua::lua_pushstring(l, name.as_ptr());
+        lua::lua_call(l, 1, 1);
+        lua::lua_replace(l, -3);
+        lua::lua_settop(l, -2);
+    }
+    1
+}
+
+/// The entry point of `require("apisix_pubsub_rs.channels")`: see [`open_bundled`].
+///
+/// # Safety
+/// Called by Lua's package loader with a valid state.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn luaopen_apisix_pubsub_rs_channels(l: *mut lua::lua_State) -> c_int {
+    // SAFETY: the loader's state, passed on.
+    unsafe { open_bundled(l, c"apisix_pubsub_rs.channels") }
+}
+
+/// The entry point of `require("apisix_pubsub_rs.redis")`: see [`open_bundled`].
+///
+/// # Safety
+/// Called by Lua's package loader with a valid state.
+#[no_mangle]
+pub unsafe extern "C-unwind" fn luaopen_apisix_pubsub_rs_redis(l: *mut lua::lua_State) -> c_int {
+    // SAFETY: the loader's state, passed on.
+    unsafe { open_bundled(l, c"apisix_pubsub_rs.redis") }
 }

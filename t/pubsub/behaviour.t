@@ -525,7 +525,7 @@ failed to initialize pubsub module, err: bad method: POST
         }
     }
 --- response_body_like
-unknown command 'cmd_nope': pubsub.proto defines cmd_empty, cmd_ping, cmd_kafka_fetch, cmd_kafka_list_offset
+unknown command 'cmd_nope': pubsub.proto defines cmd_empty, cmd_ping, cmd_kafka_fetch, cmd_kafka_list_offset, cmd_subscribe, cmd_unsubscribe, cmd_publish
 bad command: a string expected, got number
 bad handler for cmd_ping: a function expected, got string
 function
@@ -554,7 +554,7 @@ function
 niltruncated varint at offset 1
 0nilnil
 -1 x
-nilthe reply has none of the keys error_resp, pong_resp, kafka_fetch_resp, kafka_list_offset_resp
+nilthe reply has none of the keys error_resp, pong_resp, kafka_fetch_resp, kafka_list_offset_resp, subscribe_resp, unsubscribe_resp, publish_resp, channel_message
 nilbad sequence: 1.5
 
 

@@ -70,7 +70,7 @@ message PubSubResp {
 --- response_body
 before: nil
 load: true
-commands: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset cmd_echo
+commands: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset cmd_subscribe cmd_unsubscribe cmd_publish cmd_echo
 decode_req: 5 cmd_echo hi 3
 reply: 2 true
 ping: built-in
@@ -121,7 +121,7 @@ renumbered: nil FILE:8: field pong_resp of PubSubResp is number 32 with another 
 retyped: nil FILE:2: field state of PongResp is number 1 with another type in the built-in schema[^\n]*
 basic: nil FILE:5: field token of PubSubReq: numbers 1 to 30 carry basic information[^\n]*
 missing file: true
-still served: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset
+still served: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset cmd_subscribe cmd_unsubscribe cmd_publish
 [^\n]*bad path: a string expected, got number
 
 
@@ -148,5 +148,5 @@ message PubSubResp { int64 sequence = 1; oneof resp { EchoResp echo_resp = 41; }
         }
     }
 --- response_body
-commands: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset cmd_echo
+commands: cmd_empty cmd_ping cmd_kafka_fetch cmd_kafka_list_offset cmd_subscribe cmd_unsubscribe cmd_publish cmd_echo
 5 cmd_echo

@@ -286,7 +286,7 @@ wait returned: queue full
 [^\n]*bad self: call it as pubsub:send\(reply \[, sequence\]\)
 [^\n]*bad reply: a table expected, got number
 nilfailed to encode the push: field 'state' of PongResp expects a string, got table
-nilfailed to encode the push: the reply has none of the keys error_resp, pong_resp, kafka_fetch_resp, kafka_list_offset_resp
+nilfailed to encode the push: the reply has none of the keys error_resp, pong_resp, kafka_fetch_resp, kafka_list_offset_resp, subscribe_resp, unsubscribe_resp, publish_resp, channel_message
 true
 -5 ok \(only the valid push came\)
 close 1000

@@ -71,6 +71,27 @@ pub fn encode_with_ours(resp: &proto::PubSubResp) -> Vec<u8> {
             e.open(id("PubSubResp", "kafka_list_offset_resp")).unwrap();
             e.put_int(id("KafkaListOffsetResp", "offset"), x.offset).unwrap();
         }
+        // The channels' replies: strings and bytes, field by field.
+        Resp::SubscribeResp(x) => {
+            e.open(id("PubSubResp", "subscribe_resp")).unwrap();
+            e.put_bytes(id("SubscribeResp", "channel"), x.channel.as_bytes()).unwrap();
+            e.put_bytes(id("SubscribeResp", "last_id"), x.last_id.as_bytes()).unwrap();
+        }
+        Resp::UnsubscribeResp(x) => {
+            e.open(id("PubSubResp", "unsubscribe_resp")).unwrap();
+            e.put_bytes(id("UnsubscribeResp", "channel"), x.channel.as_bytes()).unwrap();
+        }
+        Resp::PublishResp(x) => {
+            e.open(id("PubSubResp", "publish_resp")).unwrap();
+            e.put_bytes(id("PublishResp", "channel"), x.channel.as_bytes()).unwrap();
+            e.put_bytes(id("PublishResp", "id"), x.id.as_bytes()).unwrap();
+        }
+        Resp::ChannelMessage(x) => {
+            e.open(id("PubSubResp", "channel_message")).unwrap();
+            e.put_bytes(id("ChannelMessage", "channel"), x.channel.as_bytes()).unwrap();
+            e.put_bytes(id("ChannelMessage", "id"), x.id.as_bytes()).unwrap();
+            e.put_bytes(id("ChannelMessage", "data"), &x.data).unwrap();
+        }
     }
     e.close().unwrap();
     e.finish().unwrap().to_vec()

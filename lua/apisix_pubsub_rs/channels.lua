@@ -1,0 +1,748 @@
+-- Channels over Redis Streams: cmd_subscribe / cmd_unsubscribe / cmd_publish on a pubsub
+-- instance, and publishing from any Lua context. docs/channels.md is the user's guide.
+--
+-- A channel is the stream <prefix><channel>; publishing is XADD. Per worker and per Redis (address,
+-- database, prefix) one reader, a timer, runs XREAD BLOCK over every channel the worker's
+-- connections subscribe to, from the last id it delivered on each, and fans each entry out with
+-- instance:send, encoded once per distinct subscribe sequence. A subscription starting behind the
+-- reader's position first catches up with XRANGE in a timer of its own, then joins the reader's
+-- delivery exactly at its position, with no yield in between: no gap, no duplicate. A subscriber
+-- whose push queue is full goes back to catching up from the last id it got, so it delays nobody.
+
+-- Opens the library first when this file is found on package.path before it was loaded.
+local connection = require("apisix_pubsub_rs")
+local redis = require("apisix_pubsub_rs.redis")
+
+local ngx = ngx
+local ngx_log = ngx.log
+local WARN, ERR, INFO = ngx.WARN, ngx.ERR, ngx.INFO
+local timer_at = ngx.timer.at
+local semaphore = require("ngx.semaphore")
+local sleep = ngx.sleep
+local now = ngx.now
+local update_time = ngx.update_time
+local worker_exiting = ngx.worker.exiting
+local message = connection.message
+local MODE = redis.MODE
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local next = next
+local pcall = pcall
+local error = error
+local tostring = tostring
+local setmetatable = setmetatable
+local find = string.find
+local sub = string.sub
+local byte = string.byte
+local floor = math.floor
+local min = math.min
+local max = math.max
+local concat = table.concat
+local unpack = unpack
+
+local _M = { version = connection.version }
+
+-- Defaults of the options (docs/channels.md lists them).
+local DEFAULTS = {
+    redis = "127.0.0.1:6379",
+    database = 0,
+    prefix = "pubsub:",
+    timeout = 1000,
+    maxlen = 100000,
+    publish = false,
+    max_channel_len = 256,
+    max_data_len = 65536,
+    max_subscriptions = 64,
+    block = 5000,
+    count = 256,
+}
+
+-- The options' kinds, for the checks: "string", "boolean", "function", or a positive integer
+-- ("count", below 2^31) / an integer from 0 ("index").
+local KINDS = {
+    redis = "string", username = "string", password = "string", database = "index",
+    prefix = "string", timeout = "count", maxlen = "count", max_age = "count", publish = "boolean",
+    authorize = "function", max_channel_len = "count", max_data_len = "count",
+    max_subscriptions = "count", block = "count", count = "count",
+}
+
+-- The largest Redis reply read: the reader lowers its XREAD COUNT as its channels grow so that
+-- a reply of `count` entries of max_data_len bytes per channel stays within it.
+local MAX_REPLY = 64 * 1024 * 1024
+
+-- Validated options, by the table the caller passed (the same table is checked once).
+local checked = setmetatable({}, { __mode = "k" })
+
+local function check_options(opts)
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        return nil, "bad options: a table expected, got " .. type(opts)
+    end
+    local cfg = checked[opts]
+    if cfg then
+        return cfg
+    end
+    for name in pairs(opts) do
+        if not KINDS[name] then
+            return nil, "unknown option " .. tostring(name)
+        end
+    end
+    cfg = {}
+    for name, kind in pairs(KINDS) do
+        local v = opts[name]
+        if v == nil then
+            v = DEFAULTS[name]
+        elseif kind == "count" or kind == "index" then
+            local low = kind == "count" and 1 or 0
+            if type(v) ~= "number" or v % 1 ~= 0 or v < low or v >= 2^31 then
+                return nil, "bad option " .. name .. ": " .. (low == 1 and "a positive" or "a non-negative")
+                    .. " integer expected, got " .. tostring(v)
+            end
+        elseif type(v) ~= kind then
+            return nil, "bad option " .. name .. ": a " .. kind .. " expected, got " .. type(v)
+        end
+        cfg[name] = v
+    end
+    local ok, err = redis.parse_address(cfg.redis)
+    if not ok then
+        return nil, "bad option redis: " .. err
+    end
+    if cfg.username and not cfg.password then
+        return nil, "bad option username: a password is needed with it"
+    end
+    if opts.maxlen == nil and opts.max_age then
+        cfg.maxlen = nil -- retention by age only
+    end
+    cfg.backend = concat({ cfg.redis, cfg.database, cfg.username or "", cfg.prefix }, "\0")
+    cfg.redis_opts = {
+        redis = cfg.redis, username = cfg.username, password = cfg.password, database = cfg.database,
+        timeout = cfg.timeout,
+        max_reply_len = MAX_REPLY,
+    }
+    cfg.reader_opts = setmetatable({ pooled = false }, { __index = cfg.redis_opts })
+    checked[opts] = cfg
+    return cfg
+end
+
+-- Stream ids ----------------------------------------------------------------------------------
+
+-- A decimal of at most 20 digits without leading zeros, within 2^64 - 1; nil if it is not one.
+local function canonical_u64(s)
+    if s == "" or find(s, "[^%d]") then
+        return nil
+    end
+    local i = 1
+    while i < #s and byte(s, i) == 48 do
+        i = i + 1
+    end
+    s = sub(s, i)
+    if #s > 20 or (#s == 20 and s > "18446744073709551615") then
+        return nil
+    end
+    return s
+end
+
+-- A stream id as Redis writes it ("<ms>-<seq>"), from "<ms>-<seq>" or "<ms>"; nil if not one.
+local function canonical_id(s)
+    local dash = find(s, "-", 1, true)
+    local ms = canonical_u64(dash and sub(s, 1, dash - 1) or s)
+    local seq = "0"
+    if dash then
+        seq = canonical_u64(sub(s, dash + 1))
+    end
+    if not ms or not seq then
+        return nil
+    end
+    return ms .. "-" .. seq
+end
+_M.canonical_id = canonical_id
+
+-- a > b for two canonical ids: by milliseconds, then sequence; each a decimal compared by length
+-- first (no leading zeros).
+local function id_after(a, b)
+    local da, db = find(a, "-", 1, true), find(b, "-", 1, true)
+    if da ~= db then
+        return da > db
+    end
+    local ma, mb = sub(a, 1, da - 1), sub(b, 1, db - 1)
+    if ma ~= mb then
+        return ma > mb
+    end
+    local sa, sb = sub(a, da + 1), sub(b, db + 1)
+    if #sa ~= #sb then
+        return #sa > #sb
+    end
+    return sa > sb
+end
+_M.id_after = id_after
+
+-- Checks ----------------------------------------------------------------------------------------
+
+local function check_channel(cfg, channel)
+    if type(channel) ~= "string" or channel == "" then
+        return nil, "bad channel: a non-empty string expected"
+    end
+    if #channel > cfg.max_channel_len then
+        return nil, "bad channel: longer than " .. cfg.max_channel_len .. " bytes"
+    end
+    if find(channel, "[%z\1-\31\127]") then
+        return nil, "bad channel: control characters are not allowed"
+    end
+    return true
+end
+
+local function check_data(cfg, data)
+    if type(data) ~= "string" then
+        return nil, "bad data: a string expected, got " .. type(data)
+    end
+    if #data > cfg.max_data_len then
+        return nil, "data too large: " .. #data .. " bytes, the limit is " .. cfg.max_data_len
+    end
+    return true
+end
+
+local function check_message(cfg, channel, data)
+    local ok, err = check_channel(cfg, channel)
+    if ok then
+        ok, err = check_data(cfg, data)
+    end
+    return ok, err
+end
+
+-- Publishing ------------------------------------------------------------------------------------
+
+local function xadd(cfg, channel, data)
+    local conn, err = redis.connect(cfg.redis_opts)
+    if not conn then
+        return nil, err
+    end
+    local key = cfg.prefix .. channel
+    local id
+    if cfg.maxlen then
+        id, err = conn:call("XADD", key, "MAXLEN", "~", cfg.maxlen, "*", "d", data)
+    else
+        update_time()
+        id, err = conn:call("XADD", key, "MINID", "~", floor(now() * 1000) - cfg.max_age, "*", "d", data)
+    end
+    if id and cfg.maxlen and cfg.max_age then
+        update_time()
+        local ok, terr = conn:call("XTRIM", key, "MINID", "~", floor(now() * 1000) - cfg.max_age)
+        if not ok then
+            ngx_log(WARN, "channels: XTRIM of ", key, " failed: ", terr)
+        end
+    end
+    if id then
+        conn:release()
+    else
+        conn:close()
+    end
+    return id, err
+end
+
+--- Publishes `data` on `channel` without a WebSocket, from any context where cosockets work
+-- (a content handler, a timer...). No authorize hook is asked: the caller is the backend.
+-- @tparam table opts the options of `attach` (checked as there)
+-- @return the message's id | nil, err
+function _M.publish(opts, channel, data)
+    local cfg, err = check_options(opts)
+    if not cfg then
+        return nil, err
+    end
+    local ok
+    ok, err = check_message(cfg, channel, data)
+    if not ok then
+        return nil, err
+    end
+    return xadd(cfg, channel, data)
+end
+
+-- The worker's side -----------------------------------------------------------------------------
+
+-- Per Redis (cfg.backend: address, database, user, prefix; the reader's settings are those of
+-- the first attach): { cfg, channels = { [name] = channel }, asking = { [name] = semaphore of a
+-- subscribe asking Redis about a channel not read yet }, running, blocked, down (the
+-- reader lost Redis),
+-- reader_id }. A channel: { name, pos (the last id delivered), subs = { [sub] = true }, n }.
+local backends = {}
+
+local function backend_of(cfg)
+    local b = backends[cfg.backend]
+    if not b then
+        b = { cfg = cfg, channels = {}, asking = {}, running = false, blocked = false, down = false }
+        backends[cfg.backend] = b
+    end
+    return b
+end
+_M._backends = backends -- for the tests: what the worker reads
+
+local reader
+
+-- Ends the reader's XREAD BLOCK (as if it timed out): it then reads the set of channels anew.
+local function unblock(premature, b, id)
+    if premature or not b.blocked or b.reader_id ~= id then
+        return
+    end
+    local conn = redis.connect(b.cfg.redis_opts)
+    if conn then
+        if conn:call("CLIENT", "UNBLOCK", id) then
+            conn:release()
+        else
+            conn:close()
+        end
+    end
+end
+
+-- Starts the reader, or wakes it when it waits in XREAD BLOCK on a set without a new channel.
+local function wake(b)
+    if not b.running then
+        local ok, err = timer_at(0, reader, b)
+        if ok then
+            b.running = true
+        else
+            ngx_log(ERR, "channels: failed to start the reader: ", err)
+        end
+        return
+    end
+    if b.blocked and b.reader_id then
+        -- From a timer: a subscribe handler must not yield after it joined (its reply would
+        -- then go after the first messages).
+        timer_at(0, unblock, b, b.reader_id)
+    end
+end
+
+local function join(ch, s, after)
+    s.state = "live"
+    s.after = after
+    ch.subs[s] = true
+    ch.n = ch.n + 1
+end
+
+local function leave_channel(b, s)
+    local ch = b.channels[s.channel]
+    if ch and ch.subs[s] then
+        ch.subs[s] = nil
+        ch.n = ch.n - 1
+        if ch.n == 0 then
+            -- The reader drops it from its next XREAD.
+            b.channels[s.channel] = nil
+        end
+    end
+end
+
+-- Ends a subscription: its connection unsubscribed or went.
+local function release(b, s)
+    if s.state == "closed" then
+        return
+    end
+    leave_channel(b, s)
+    s.state = "closed"
+    local subs = s.conn._channel_subs
+    if subs and subs[s.channel] == s then
+        subs[s.channel] = nil
+        subs.n = subs.n - 1
+    end
+end
+
+local catch_up
+
+-- A subscriber whose queue is full: it leaves live delivery and catches up from what it got.
+local function lag(b, s)
+    leave_channel(b, s)
+    s.state = "catching"
+    s.cursor = s.last
+    local ok, err = timer_at(0.05, catch_up, b, s)
+    if not ok then
+        ngx_log(ERR, "channels: failed to start a catch-up: ", err)
+        release(b, s)
+    end
+end
+
+-- Sends one entry to one subscription; false when it did not take it.
+local function deliver(b, s, msg, id)
+    local ok, err = s.conn:send(msg)
+    if ok then
+        s.last = id
+        return true
+    end
+    if err == "queue full" and not s.conn.io.ended then
+        lag(b, s)
+    else
+        release(b, s)
+    end
+    return false
+end
+
+local function channel_message(name, id, data, seq)
+    return message({ channel_message = { channel = name, id = id, data = data } }, seq)
+end
+
+-- Fans an entry out to the live subscribers of `ch`, encoding it once per sequence.
+local function fan_out(b, ch, id, data)
+    local by_seq = {}
+    for s in pairs(ch.subs) do
+        local after = s.after
+        if after == nil or id_after(id, after) then
+            s.after = nil
+            local seq = s.seq
+            local msg = by_seq[seq]
+            if not msg then
+                msg = channel_message(ch.name, id, data, seq)
+                by_seq[seq] = msg
+            end
+            deliver(b, s, msg, id)
+        end
+    end
+end
+
+-- Catch-up: XRANGE from the subscription's cursor to the reader's position, then join the
+-- reader's delivery there (no yield between the check and the join).
+catch_up = function(premature, b, s)
+    if premature then
+        return release(b, s)
+    end
+    local cfg, backoff = b.cfg, 0.1
+    local key = cfg.prefix .. s.channel
+    while s.state == "catching" do
+        local ch = b.channels[s.channel]
+        if not ch then
+            -- Nobody else reads it here: the reader starts at the cursor.
+            ch = { name = s.channel, pos = s.cursor, subs = {}, n = 0 }
+            b.channels[s.channel] = ch
+            join(ch, s, nil)
+            wake(b)
+            return
+        end
+        if not id_after(ch.pos, s.cursor) then
+            join(ch, s, s.cursor ~= ch.pos and s.cursor or nil)
+            return
+        end
+        local target = ch.pos
+        local list, err
+        local conn
+        conn, err = redis.connect(cfg.redis_opts)
+        if conn then
+            list, err = conn:command(MODE.XRANGE, "XRANGE", key, "(" .. s.cursor, target, "COUNT",
+                min(cfg.count, max(1, floor(MAX_REPLY / (cfg.max_data_len + 512)))))
+            if list then
+                conn:release()
+            end
+        end
+        if not list then
+            ngx_log(WARN, "channels: catch-up of ", s.channel, " waits for redis: ", err)
+            sleep(backoff)
+            backoff = min(backoff * 2, 2)
+        elseif #list == 0 then
+            s.cursor = target -- nothing retained between them
+        else
+            backoff = 0.1
+            for _, e in ipairs(list) do
+                local msg = channel_message(s.channel, e.id, e.fields.d or "", s.seq)
+                while s.state == "catching" do
+                    local ok, serr = s.conn:send(msg)
+                    if ok then
+                        break
+                    elseif serr ~= "queue full" or s.conn.io.ended then
+                        return release(b, s)
+                    end
+                    sleep(0.05)
+                end
+                if s.state ~= "catching" then
+                    return
+                end
+                s.cursor, s.last = e.id, e.id
+            end
+        end
+        if worker_exiting() then
+            return release(b, s)
+        end
+    end
+end
+
+-- The reader: XREAD BLOCK over the worker's channels until none is left.
+reader = function(premature, b)
+    local cfg = b.cfg
+    local conn, backoff, down = nil, 0.1, nil
+    while not premature and next(b.channels) ~= nil and not worker_exiting() do
+        if not conn then
+            local err
+            conn, err = redis.connect(cfg.reader_opts)
+            local id
+            if conn then
+                id, err = conn:call("CLIENT", "ID")
+                if not id then
+                    conn:close()
+                    conn = nil
+                end
+            end
+            if conn then
+                b.reader_id = id
+                if down then
+                    ngx_log(WARN, "channels: the reader is back on redis ", cfg.redis, " after: ", down)
+                    down = nil
+                end
+                backoff = 0.1
+            else
+                b.down = true
+                ngx_log(INFO, "channels: the reader's connect failed: ", err)
+                if not down then
+                    ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; retrying")
+                end
+                down = err
+                sleep(backoff)
+                backoff = min(backoff * 2, 2)
+            end
+        end
+        if conn then
+            -- `asked`: the channel states this XREAD reads, from their positions. A channel left
+            -- and taken up again meanwhile is a new state at another position: what this read
+            -- brings for it is not its next entries, and the next read asks again.
+            local keys, ids, asked = {}, {}, {}
+            for name, ch in pairs(b.channels) do
+                keys[#keys + 1] = cfg.prefix .. name
+                ids[#ids + 1] = ch.pos
+                asked[name] = ch
+            end
+            local count = min(cfg.count, max(1, floor(MAX_REPLY / (#keys * (cfg.max_data_len + 512)))))
+            local args = { "XREAD", "COUNT", count, "BLOCK", cfg.block, "STREAMS" }
+            local n = #args
+            for i = 1, #keys do
+                args[n + i] = keys[i]
+                args[n + #keys + i] = ids[i]
+            end
+            conn:set_read_timeout(cfg.block + cfg.timeout)
+            b.blocked = true
+            local list, err = conn:command(MODE.XREAD, unpack(args))
+            b.blocked = false
+            if list then
+                b.down = false
+                local plen = #cfg.prefix
+                for _, e in ipairs(list) do
+                    local name = sub(e.key, plen + 1)
+                    local ch = b.channels[name]
+                    if ch and ch == asked[name] and id_after(e.id, ch.pos) then
+                        fan_out(b, ch, e.id, e.fields.d or "")
+                        ch.pos = e.id
+                    end
+                end
+            elseif conn.dead then
+                b.down = true
+                down = err
+                ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; reconnecting")
+                conn = nil
+            else
+                -- An error reply (say, a key that is no stream): said, and read again later.
+                ngx_log(ERR, "channels: XREAD failed: ", err)
+                sleep(backoff)
+                backoff = min(backoff * 2, 2)
+            end
+        end
+    end
+    ngx_log(INFO, "channels: the reader of ", cfg.redis, " stops (channels left: ", next(b.channels) ~= nil, ")")
+    b.running, b.blocked, b.down = false, false, false
+    if conn then
+        conn:close()
+    end
+end
+
+-- The instance's side ---------------------------------------------------------------------------
+
+local done_asking
+
+local function refused(action, channel, err)
+    return nil, "channel " .. action .. " refused: " .. (err == nil and "not authorized" or tostring(err))
+end
+
+local function authorized(cfg, action, channel, params)
+    if not cfg.authorize then
+        return true
+    end
+    local ok, allowed, err = pcall(cfg.authorize, action, channel, params)
+    if not ok then
+        ngx_log(ERR, "channels: the authorize hook raised an error: ", tostring(allowed))
+        return nil, "authorization failed"
+    end
+    if not allowed then
+        return nil, err
+    end
+    return true
+end
+
+-- The end of one subscriber's question to Redis about a channel: those waiting for it go on.
+function done_asking(b, channel, sema)
+    if sema then
+        if b.asking[channel] == sema then
+            b.asking[channel] = nil
+        end
+        local waiting = -sema:count()
+        if waiting > 0 then
+            sema:post(waiting)
+        end
+    end
+end
+
+local function subscribe(self, cfg, b, params, seq)
+    local channel = params.channel
+    local ok, err = check_channel(cfg, channel)
+    if not ok then
+        return nil, err
+    end
+    local since = params.since
+    if since == "" then
+        since = nil
+    end
+    if since then
+        since = canonical_id(since)
+        if not since then
+            return nil, "bad since: a stream id \"<ms>-<seq>\" expected, got \"" .. params.since .. "\""
+        end
+    end
+    local subs = self._channel_subs
+    if subs[channel] then
+        return nil, "already subscribed to channel " .. channel
+    end
+    if subs.n >= cfg.max_subscriptions then
+        return nil, "too many subscriptions: the limit is " .. cfg.max_subscriptions
+    end
+    ok, err = authorized(cfg, "subscribe", channel, params)
+    if not ok then
+        return refused("subscribe", channel, err)
+    end
+    local ch = b.channels[channel]
+    local asking = b.asking[channel]
+    if not ch and asking then
+        -- Another subscriber of this worker asks Redis about the channel: its answer serves.
+        asking:wait(cfg.timeout / 1000 + 1)
+        ch = b.channels[channel]
+    end
+    local start = since
+    local mine
+    if not ch or b.down then
+        -- Redis is asked: for the channel's last id, and whether it answers at all.
+        if not ch and not b.asking[channel] then
+            mine = semaphore.new()
+            b.asking[channel] = mine
+        end
+        local conn
+        conn, err = redis.connect(cfg.redis_opts)
+        local list
+        if conn then
+            list, err = conn:command(MODE.XRANGE, "XREVRANGE", cfg.prefix .. channel, "+", "-", "COUNT", 1)
+            if list then
+                conn:release()
+            end
+        end
+        if not list then
+            done_asking(b, channel, mine)
+            return nil, "channel subscribe failed: " .. err
+        end
+        start = start or (list[1] and list[1].id or "0-0")
+    end
+    -- What was asked may have yielded: look again, and at the connection.
+    if self.io.ended or subs[channel] then
+        done_asking(b, channel, mine)
+        return nil, self.io.ended and "closed" or "already subscribed to channel " .. channel
+    end
+    ch = b.channels[channel]
+    start = start or ch.pos
+    local s = { conn = self, seq = seq, channel = channel, state = "new", cursor = start, last = start }
+    subs[channel] = s
+    subs.n = subs.n + 1
+    if not ch then
+        ch = { name = channel, pos = start, subs = {}, n = 0 }
+        b.channels[channel] = ch
+        join(ch, s, nil)
+        wake(b)
+    elseif not id_after(ch.pos, start) then
+        join(ch, s, start ~= ch.pos and start or nil)
+    else
+        s.state = "catching"
+        ok, err = timer_at(0, catch_up, b, s)
+        if not ok then
+            release(b, s)
+            return nil, "channel subscribe failed: " .. err
+        end
+    end
+    done_asking(b, channel, mine)
+    return { subscribe_resp = { channel = channel, last_id = start } }
+end
+
+local function unsubscribe(self, b, params)
+    local channel = params.channel
+    local s = type(channel) == "string" and self._channel_subs[channel]
+    if not s then
+        return nil, "not subscribed to channel " .. tostring(channel)
+    end
+    release(b, s)
+    return { unsubscribe_resp = { channel = channel } }
+end
+
+local function publish(cfg, params)
+    if not cfg.publish then
+        return nil, "channel publish refused: clients may not publish here"
+    end
+    local channel, data = params.channel, params.data
+    local ok, err = check_message(cfg, channel, data)
+    if not ok then
+        return nil, err
+    end
+    ok, err = authorized(cfg, "publish", channel, params)
+    if not ok then
+        return refused("publish", channel, err)
+    end
+    local id
+    id, err = xadd(cfg, channel, data)
+    if not id then
+        return nil, "channel publish failed: " .. err
+    end
+    return { publish_resp = { channel = channel, id = id } }
+end
+
+--- Serves cmd_subscribe, cmd_unsubscribe and cmd_publish on a pubsub instance (from
+-- `require("apisix_pubsub_rs").new()`), backed by Redis. Its subscriptions end when `wait()`
+-- returns.
+-- @tparam table opts see docs/channels.md: `redis`, `username`, `password`, `database`,
+--   `prefix`, `timeout`, `maxlen`, `max_age`, `publish`, `authorize`, `max_channel_len`,
+--   `max_data_len`, `max_subscriptions`, `block`, `count`
+-- @return true | nil, err (a bad option)
+function _M.attach(instance, opts)
+    if type(instance) ~= "table" or not instance.io or not instance.on then
+        error("bad instance: a pubsub instance expected", 2)
+    end
+    local cfg, err = check_options(opts)
+    if not cfg then
+        return nil, err
+    end
+    if instance._channel_subs then
+        return nil, "channels are attached to this instance already"
+    end
+    local b = backend_of(cfg)
+    instance._channel_subs = { n = 0 }
+    instance:on("cmd_subscribe", function(params, seq)
+        return subscribe(instance, cfg, b, params, seq)
+    end)
+    instance:on("cmd_unsubscribe", function(params)
+        return unsubscribe(instance, b, params)
+    end)
+    instance:on("cmd_publish", function(params)
+        return publish(cfg, params)
+    end)
+    -- wait() serves the connection until it ends: then its subscriptions go.
+    local wait = instance.wait
+    instance.wait = function(self, ...)
+        local ok, res = pcall(wait, self, ...)
+        for name, s in pairs(self._channel_subs) do
+            if name ~= "n" then
+                release(b, s)
+            end
+        end
+        if not ok then
+            error(res, 0)
+        end
+        return res
+    end
+    return true
+end
+
+return _M
