@@ -18,7 +18,7 @@
 mod compress;
 mod inflate;
 mod negotiate;
-mod sender;
+pub(crate) mod sender;
 
 pub use compress::{Deflater, SharedCompressor, SharedKey};
 pub use inflate::Inflater;

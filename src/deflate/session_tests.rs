@@ -142,3 +142,26 @@ fn with_context_takeover_a_push_the_queue_may_refuse_is_compressed_only_if_it_fi
     let mut client = flate2::Decompress::new(false);
     assert_eq!(pong_state(&inflate(&mut client, &frames[0].1)), &state[..500]);
 }
+
+#[test]
+fn random_bytes_are_sent_as_they_are_without_being_compressed() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..60_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }).collect();
+    let json = br#"{"id":1,"topic":"orders","price":12.5,"side":"buy"},"#.repeat(1200);
+    for len in [1024, 4096, 60_000] {
+        assert!(super::sender::looks_incompressible(&random[..len]), "random {len}");
+        assert!(!super::sender::looks_incompressible(&json[..len]), "json {len}");
+    }
+    assert!(!super::sender::looks_incompressible(&random[..1000]), "too few bytes to tell: compressed and compared");
+    for params in [NO_TAKEOVER, TAKEOVER] {
+        let mut s = session(params, None);
+        s.push_message(&random, None).unwrap();
+        assert_eq!(drain(&mut s, &[])[0], (0, random.clone()));
+        assert!(!s.compression().unwrap().holds_state(), "nothing was compressed");
+    }
+}
