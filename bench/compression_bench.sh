@@ -8,6 +8,8 @@
 # worker µs per message, and bytes on the wire per message (requests out, replies in).
 #
 #   COMP_SECONDS (default 3), COMP_ROUNDS (default 3), COMP_CONNS (default 16), COMP_DEPTH (default 16)
+#   COMP_CELLS   payload:bytes cells (default "bytes:16 json:1024 json:60000 random:1024 random:60000")
+#   COMP_MODES   default "off on"; also on-l1 (compression at zlib level 1 for every size)
 #   COMP_OUT     the results file (default bench/results/<UTC time>-compression.jsonl; never overwritten)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -42,7 +44,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(2097152) } }
-        location = /native_compressed { content_by_lua_block { require("servers").native_compressed(2097152) } }
+        location = /native_compressed { content_by_lua_block { require("servers").native_compressed(2097152, tonumber(ngx.var.arg_level)) } }
     }
 }
 CONF
@@ -50,16 +52,19 @@ CONF
 start_nginx "$dir"
 trap 'kill -QUIT $nginx_master 2>/dev/null; wait $nginx_master 2>/dev/null || true' EXIT
 for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.1; done
-cells="bytes:16 json:1024 json:60000 random:1024 random:60000"
+cells="${COMP_CELLS:-bytes:16 json:1024 json:60000 random:1024 random:60000}"
 for round in $(seq "$rounds"); do
     for cell in $cells; do
         payload="${cell%%:*}" state="${cell##*:}"
-        for mode in off on; do
+        for mode in ${COMP_MODES:-off on}; do
             path=/native flag=""
-            if [ "$mode" = on ]; then path=/native_compressed flag=--compress; fi
+            case "$mode" in
+                on) path=/native_compressed flag=--compress ;;
+                on-l1) path="/native_compressed?level=1" flag=--compress ;;
+            esac
             $pin_client "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" \
                 --payload "$payload" $flag -t "$secs" --server-pid "$nginx_worker" \
-                --label "round $round $payload $state $mode" >> "$out"
+                --label "round $round $payload $state $mode" | sed "s/\"compress\":true/\"compress\":\"$mode\"/" >> "$out"
         done
     done
 done

@@ -1,7 +1,8 @@
 -- The servers `make bench` compares, each behind its own location of one nginx worker.
 -- native:       this module, end to end, with its default cmd_ping handler.
 -- native_lua_handler: the same with a cmd_ping handler written in Lua (the same echo).
--- native_compressed: native with compression = true (permessage-deflate, when the client offers it).
+-- native_compressed: native with compression = true (permessage-deflate, when the client offers
+--               it), or at zlib level ?level=N for every size.
 -- lua_framing:  lua-resty-websocket's server does the framing, this module's codec the protobuf,
 --               with the same handler logic: isolates what native framing buys.
 -- floor:        reads with receiveany and answers each frame with a precomputed reply, decoding
@@ -32,8 +33,8 @@ function _M.native(max)
     return serve_native(max)
 end
 
-function _M.native_compressed(max)
-    return serve_native(max, nil, true)
+function _M.native_compressed(max, level)
+    return serve_native(max, nil, level and { level = level, large_level = level } or true)
 end
 
 function _M.native_lua_handler(max)

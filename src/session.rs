@@ -133,13 +133,11 @@ fn seal_deflated<R>(
     mut taken: Taken<'_>,
     seal: impl FnOnce(&mut OutputQueue, Taken<'_>) -> R,
 ) -> R {
+    // Without compression, nothing more than the seal.
+    let Some(d) = deflate else { return seal(out, taken) };
     let len = taken.buf.len() - taken.base;
-    let compressed = match deflate {
-        Some(d) if taken.held == 0 && (!d.context_takeover() || limit.map_or(true, |l| fits(out, len, l))) => {
-            d.deflate_tail(&mut taken.buf, taken.base)
-        }
-        _ => false,
-    };
+    let fits_plain = limit.map_or(true, |l| fits(out, len, l));
+    let compressed = taken.held == 0 && (!d.context_takeover() || fits_plain) && d.deflate_tail(&mut taken.buf, taken.base);
     let mark = out.total_queued();
     let sealed = seal(out, taken);
     if compressed && out.total_queued() > mark {

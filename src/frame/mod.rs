@@ -530,7 +530,8 @@ impl Decoder {
             }
             let s = self.start;
             unmask(&mut self.buf[s + h.len..s + end], h.mask);
-            if self.inflater.is_some() && (h.rsv1() || (h.opcode == Opcode::Continuation && self.compressed_len.is_some())) {
+            // A compressed message's frames (control frames between them are not its own).
+            if (h.rsv1() && self.inflater.is_some()) || (self.compressed_len.is_some() && h.opcode == Opcode::Continuation) {
                 if let Some(found) = self.inflate_frame(&h, end)? {
                     return Ok(Next::Found(found));
                 }
@@ -568,6 +569,7 @@ impl Decoder {
 
     /// Inflates the frame at the front (`end` bytes, header `h`) of a compressed message into the
     /// reassembly buffer; the message when this frame ends it.
+    #[inline(never)]
     fn inflate_frame(&mut self, h: &Header, end: usize) -> Result<Option<Found>, ProtocolError> {
         let s = self.start;
         let Some(inflater) = self.inflater.as_mut() else { unreachable!("called only with an inflater") };
