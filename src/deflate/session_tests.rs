@@ -165,3 +165,46 @@ fn random_bytes_are_sent_as_they_are_without_being_compressed() {
         assert!(!s.compression().unwrap().holds_state(), "nothing was compressed");
     }
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// What a connection's sender compresses (shared compressor or its own), flate2's raw
+    /// inflate reads back, at every window and level; what it leaves uncompressed is left so
+    /// for a reason (under the threshold, random-looking, or no smaller).
+    #[test]
+    fn what_a_sender_compresses_flate2_inflates(
+        messages in prop::collection::vec(prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..5000),
+            prop::collection::vec(prop::sample::select(vec![&b"{\"id\":"[..], b"\"price\"", b"17.5", b",", b"}", b"buy "]), 0..800)
+                .prop_map(|w| w.concat()),
+        ], 1..6),
+        takeover in any::<bool>(),
+        bits in 9u8..=15,
+        level in 0u32..=9,
+        threshold in 0usize..200,
+    ) {
+        let params = Params { server_no_context_takeover: !takeover, server_max_window_bits: bits, ..NO_TAKEOVER };
+        let config = Config { threshold, level, large_level: level, ..Config::default() };
+        let mut sender = super::Sender::new(params, config);
+        let mut client = flate2::Decompress::new_with_window_bits(false, bits);
+        for m in &messages {
+            let mut out = Vec::new();
+            if sender.deflate_into(m, &mut out) {
+                if !takeover {
+                    client = flate2::Decompress::new_with_window_bits(false, bits);
+                }
+                let input = [&out[..], &super::TAIL[..]].concat();
+                let mut back = Vec::with_capacity(m.len() + 64);
+                client.decompress_vec(&input, &mut back, flate2::FlushDecompress::Sync).unwrap();
+                prop_assert_eq!(&back, m);
+                prop_assert!(takeover || out.len() < m.len(), "without takeover only smaller goes compressed");
+            } else {
+                prop_assert!(out.is_empty());
+                prop_assert!(m.len() < threshold || super::sender::looks_incompressible(m) || !takeover);
+            }
+        }
+    }
+}
