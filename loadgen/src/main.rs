@@ -192,7 +192,7 @@ fn payload(kind: &str, len: usize, id: usize) -> Vec<u8> {
             let mut i = id * 1000;
             while s.len() < len {
                 i += 1;
-                let side = if i % 2 == 0 { "buy" } else { "sell" };
+                let side = if i & 1 == 0 { "buy" } else { "sell" };
                 s.push_str(&format!("{{\"id\":{i},\"topic\":\"orders\",\"price\":{}.{:02},\"side\":\"{side}\"}},", i * 7 % 1000, i % 100));
             }
             s.truncate(len);
