@@ -249,3 +249,32 @@ compressed 2 times: window 10 level 6, window 15 level 6; small: nil
 /cpush?takeover=1 permessage-deflate: 42:100z 43:tiny 44:100z
 /cpush none: 42:100 43:tiny 44:100
 same bytes on the shared ones: true, window 10 differs: true
+
+
+
+=== TEST 7: with fragment_size, a compressed reply is cut into frames: RSV1 on the first only
+--- config
+    location /t {
+        content_by_lua_block {
+            local cc = require("compression_client")
+            local rawws = require("rawws")
+            local ws, agreed = cc.connect("/pubsub?compression=true&fragment_size=10", "permessage-deflate")
+            local codec = cc.codec(agreed)
+            local state = string.rep('{"id":1,"side":"buy"},', 60)
+            cc.send_ping(ws, codec, 9, state)
+            local frames, rsvs = 0, {}
+            repeat
+                local op, payload, fin, rsv = ws:recv_frame()
+                frames = frames + 1
+                rsvs[#rsvs + 1] = rsv
+            until fin
+            ngx.say("frames > 1: ", frames > 1, ", rsv of the first ", rsvs[1], ", of the others ", rsvs[2], "..", rsvs[#rsvs])
+            -- and whole: the same reply again, reassembled and inflated
+            cc.send_ping(ws, codec, 10, state)
+            local r, compressed = cc.resp(ws, codec)
+            ngx.say(r.sequence, " ", r.pong_resp.state == state, " ", tostring(compressed), ", close ", cc.close(ws))
+        }
+    }
+--- response_body
+frames > 1: true, rsv of the first 64, of the others 0..0
+10 true true, close 1000
