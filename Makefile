@@ -14,6 +14,7 @@
 #   make bench-push push throughput, fan-out to 1,000 and 10,000 subscribers, idle latency: native vs nchan
 #   make bench-channels  channels over Redis, 1,000 and 10,000 subscribers, 1 and 2 workers: native vs nchan with Redis
 #   make instructions  user-space instructions per message under callgrind (STATE, CONNS, DEPTH)
+#   make bench-compression  permessage-deflate on against off: msgs/s, worker CPU, wire bytes
 #   make valgrind   the module's .t suites once under valgrind memcheck (slow)
 #   make deps       only the Debian packages (deps-run: only those make run needs)
 #   make docs       docs/architecture.svg from docs/architecture.dot (Graphviz)
@@ -52,7 +53,7 @@ LIB = target/release/libapisix_pubsub_rs.so
 
 .PHONY: all build test test-rust test-t test-clients test-rock test-install test-bench-results deps deps-run \
         deps-clients client web-deps docs run install uninstall \
-        valgrind soak loadgen bench bench-push bench-channels instructions clean
+        valgrind soak loadgen bench bench-push bench-channels bench-compression instructions clean
 
 all: build
 
@@ -146,6 +147,9 @@ bench-push: deps build loadgen
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libnginx-mod-nchan >/dev/null; }
 	./bench/push_bench.sh
+
+bench-compression: deps build loadgen
+	./bench/compression_bench.sh
 
 instructions: deps build loadgen
 	@command -v valgrind >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }

@@ -1,6 +1,8 @@
 -- The servers `make bench` compares, each behind its own location of one nginx worker.
 -- native:       this module, end to end, with its default cmd_ping handler.
 -- native_lua_handler: the same with a cmd_ping handler written in Lua (the same echo).
+-- native_compressed: native with compression = true (permessage-deflate, when the client offers
+--               it), or at zlib level ?level=N for every size.
 -- lua_framing:  lua-resty-websocket's server does the framing, this module's codec the protobuf,
 --               with the same handler logic: isolates what native framing buys.
 -- floor:        reads with receiveany and answers each frame with a precomputed reply, decoding
@@ -15,8 +17,8 @@ local ws_server = require(require("pubsub_runtime").websocket .. ".server")
 
 -- Serves one connection with this module; `ping`, when given, is registered as the cmd_ping
 -- handler in place of the default one.
-local function serve_native(max, ping)
-    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max })
+local function serve_native(max, ping, compression)
+    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max, compression = compression })
     if not pubsub then
         ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
         return ngx.exit(400)
@@ -29,6 +31,10 @@ end
 
 function _M.native(max)
     return serve_native(max)
+end
+
+function _M.native_compressed(max, level)
+    return serve_native(max, nil, level and { level = level, large_level = level } or true)
 end
 
 function _M.native_lua_handler(max)

@@ -89,7 +89,7 @@ pub mod message_type {
 }
 
 /// Label values of `protocol_errors`, by [`protocol_error_kind`].
-pub const PROTOCOL_ERROR_NAMES: [&str; 16] = [
+pub const PROTOCOL_ERROR_NAMES: [&str; 20] = [
     "reserved_bits",
     "reserved_data_opcode",
     "reserved_control_opcode",
@@ -105,6 +105,10 @@ pub const PROTOCOL_ERROR_NAMES: [&str; 16] = [
     "bad_close_code",
     "invalid_close_reason",
     "invalid_text",
+    "compressed_control",
+    "compressed_continuation",
+    "inflated_too_big",
+    "bad_compressed_data",
     "other",
 ];
 
@@ -183,7 +187,11 @@ pub fn protocol_error_kind(e: &ProtocolError) -> usize {
         ProtocolError::BadCloseCode(_) => 12,
         ProtocolError::InvalidCloseReason => 13,
         ProtocolError::InvalidText => 14,
-        _ => 15,
+        ProtocolError::CompressedControl => 15,
+        ProtocolError::CompressedContinuation => 16,
+        ProtocolError::InflatedTooBig { .. } => 17,
+        ProtocolError::BadCompressedData => 18,
+        _ => 19,
     }
 }
 
@@ -591,9 +599,14 @@ mod tests {
             ProtocolError::BadCloseCode(5),
             ProtocolError::InvalidCloseReason,
             ProtocolError::InvalidText,
+            ProtocolError::CompressedControl,
+            ProtocolError::CompressedContinuation,
+            ProtocolError::InflatedTooBig { max: 1 },
+            ProtocolError::BadCompressedData,
         ];
         let got: Vec<usize> = kinds.iter().map(protocol_error_kind).collect();
-        assert_eq!(got, (0..15).collect::<Vec<_>>());
+        assert_eq!(got, (0..kinds.len()).collect::<Vec<_>>());
+        assert_eq!(PROTOCOL_ERROR_NAMES.len(), kinds.len() + 1, "a name for each kind, and other");
         let bases = [slot::RECEIVED, slot::ENDED, slot::CLOSE_CODES, slot::PROTOCOL_ERRORS, slot::ERROR_REPLIES, slot::COMMANDS, slot::HANDLER, slot::COUNT];
         assert!(bases.windows(2).all(|w| w[0] < w[1]) && slot::PONGS_OUT < slot::RECEIVED);
     }

@@ -402,6 +402,27 @@ impl OutputQueue {
     }
 }
 
+/// permessage-deflate: marking a queued message as compressed.
+impl OutputQueue {
+    /// Bytes ever queued: taken before a message is queued, it says where that message begins
+    /// (see [`OutputQueue::flag_compressed`]), however the buffer moves meanwhile.
+    pub fn total_queued(&self) -> u64 {
+        self.total_queued
+    }
+
+    /// Sets RSV1 on the first frame of the message queued since `mark` ([`OutputQueue::total_queued`]
+    /// before it was queued), whose payload is compressed; `held` is the length of the value it
+    /// holds by reference (its frame header is then the last of the queued bytes).
+    pub fn flag_compressed(&mut self, mark: u64, held: usize) {
+        let added = (self.total_queued - mark) as usize - held;
+        debug_assert!(added > 0, "nothing was queued since the mark");
+        if added > 0 {
+            let at = self.queued - added;
+            self.buf[at] |= 0x40;
+        }
+    }
+}
+
 /// What the tests of the queue and of the session share.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -8,9 +8,11 @@
 
 use std::sync::Arc;
 
+use crate::deflate::{self, Inflater, Sender};
 use crate::frame::{self, close_code, Decoder, Event, Limits, Opcode, Poll, ProtocolError};
 use crate::message::{op, EncodeError, Op, ReplyEncoder, RequestDecoder};
 use crate::metrics::{self, error_kind, message_type, WORKER as METRICS};
+use crate::message::encode::Taken;
 use crate::queue::{OutputQueue, PushError};
 use crate::schema::{Field, Schema};
 
@@ -102,10 +104,17 @@ fn ping_state<'a>(state_id: u16, ops: &[Op], payload: &'a [u8]) -> &'a [u8] {
 }
 
 /// Queues a message that `fill` writes whole after `begin_in` (from schema ids: it cannot fail).
-fn queue_reply(out: &mut OutputQueue, encoder: &mut ReplyEncoder, hint: usize, sequence: i64, fill: impl FnOnce(&mut ReplyEncoder)) {
+fn queue_reply(
+    out: &mut OutputQueue,
+    deflate: Option<&mut Sender>,
+    encoder: &mut ReplyEncoder,
+    hint: usize,
+    sequence: i64,
+    fill: impl FnOnce(&mut ReplyEncoder),
+) {
     encoder.begin_in(out.lend(hint), sequence);
     fill(encoder);
-    let sealed = encoder.take().map(|taken| out.seal(taken));
+    let sealed = encoder.take().map(|taken| seal_deflated(out, deflate, None, taken, |out, taken| out.seal(taken)));
     if let Err(e) = sealed {
         debug_assert!(false, "{e:?}");
         out.restore(encoder.abandon());
@@ -119,6 +128,37 @@ fn count_push(queued: Result<(), PushError>, pending: usize) -> Result<(), PushE
         Err(e) => METRICS.push_refused(e == PushError::QueueFull),
     }
     queued
+}
+
+/// permessage-deflate: queues `taken` with `seal`, its payload compressed first when the
+/// connection agreed to compression and the message is to be compressed (RSV1 then set on its
+/// first frame). A message holding values by reference goes uncompressed: their bytes are not here.
+///
+/// With server context takeover a message compressed is in the window both sides keep: one
+/// that a queue `limit` may refuse is compressed only if it would fit uncompressed.
+fn seal_deflated<R>(
+    out: &mut OutputQueue,
+    deflate: Option<&mut Sender>,
+    limit: Option<usize>,
+    mut taken: Taken<'_>,
+    seal: impl FnOnce(&mut OutputQueue, Taken<'_>) -> R,
+) -> R {
+    // Without compression, nothing more than the seal.
+    let Some(d) = deflate else { return seal(out, taken) };
+    let len = taken.buf.len() - taken.base;
+    let fits_plain = limit.map_or(true, |l| fits(out, len, l));
+    let compressed = taken.held == 0 && (!d.context_takeover() || fits_plain) && d.deflate_tail(&mut taken.buf, taken.base);
+    let mark = out.total_queued();
+    let sealed = seal(out, taken);
+    if compressed && out.total_queued() > mark {
+        out.flag_compressed(mark, 0);
+    }
+    sealed
+}
+
+/// Whether a message of `len` bytes fits in `out` under `limit`.
+fn fits(out: &OutputQueue, len: usize, limit: usize) -> bool {
+    out.pending() + frame::header_len(len) + len <= limit
 }
 
 /// The state of one connection.
@@ -144,6 +184,9 @@ pub struct Session {
     max_queue: usize,
     /// The words of the last [`Step::Undecodable`] or [`Step::Text`].
     note: String,
+    /// permessage-deflate, when negotiated: the sending side (the receiving side is the frame
+    /// decoder's inflater).
+    deflate: Option<Box<Sender>>,
 }
 
 impl Session {
@@ -163,7 +206,21 @@ impl Session {
             ended: false,
             max_queue: opts.max_queue_bytes.unwrap_or(usize::MAX),
             note: String::new(),
+            deflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate with what the handshake agreed (`params`) under `config`:
+    /// compressed messages are inflated as they arrive, and replies and pushes of at least the
+    /// threshold are sent compressed.
+    pub fn set_compression(&mut self, params: deflate::Params, config: deflate::Config) {
+        self.frames.set_inflater(Inflater::new(&params));
+        self.deflate = Some(Box::new(Sender::new(params, config)));
+    }
+
+    /// The sending side of permessage-deflate, when it was negotiated.
+    pub fn compression(&self) -> Option<&Sender> {
+        self.deflate.as_deref()
     }
 
     /// The schema of the session's messages.
@@ -249,7 +306,7 @@ impl Session {
         // A reply begun and never finished or failed is dropped.
         self.abandon();
         loop {
-            let Session { frames, out, encoder, requests, .. } = self;
+            let Session { frames, out, encoder, requests, deflate, .. } = self;
             let polled = frames.poll_data(|ev| {
                 if let Event::Ping(p) = ev {
                     METRICS.received(message_type::PING);
@@ -299,7 +356,7 @@ impl Session {
                     self.note.clear();
                     let _ = write!(self.note, "{}", e.named(encoder.schema()));
                     self.hint = 0;
-                    queue_reply(out, encoder, 0, 0, |e| e.put_error(0, b"wrong command"));
+                    queue_reply(out, deflate.as_deref_mut(), encoder, 0, 0, |e| e.put_error(0, b"wrong command"));
                     METRICS.reply();
                     METRICS.error_reply(error_kind::UNDECODABLE);
                     return Step::Undecodable(&self.note);
@@ -314,7 +371,7 @@ impl Session {
                 let state = ping_state(known.ping_state, req.ops, payload);
                 if state.len() < ECHO_BELOW || state.len() >= ECHO_FROM {
                     // The pong of the default handler, `{pong_resp = {state = params.state}}`.
-                    queue_reply(out, encoder, payload.len(), req.sequence, |e| e.put_pong(state));
+                    queue_reply(out, deflate.as_deref_mut(), encoder, payload.len(), req.sequence, |e| e.put_pong(state));
                     METRICS.reply();
                     continue;
                 }
@@ -353,8 +410,8 @@ impl Session {
         if !self.out.is_lent() {
             return Err(EncodeError::Unbalanced);
         }
-        let out = &mut self.out;
-        self.encoder.take().map(|taken| out.seal(taken))?;
+        let (out, deflate) = (&mut self.out, self.deflate.as_deref_mut());
+        self.encoder.take().map(|taken| seal_deflated(out, deflate, None, taken, |out, taken| out.seal(taken)))?;
         METRICS.reply();
         self.time_served();
         self.awaiting_reply = false;
@@ -375,7 +432,7 @@ impl Session {
         self.awaiting_reply = false;
         self.abandon();
         if !self.ended {
-            queue_reply(&mut self.out, &mut self.encoder, 0, self.sequence, |e| e.put_error(0, message));
+            queue_reply(&mut self.out, self.deflate.as_deref_mut(), &mut self.encoder, 0, self.sequence, |e| e.put_error(0, message));
             METRICS.reply();
         }
     }
@@ -401,7 +458,8 @@ impl Session {
         }
         let out = &mut self.out;
         let limit = self.max_queue;
-        let sealed = self.encoder.take().map(|taken| out.seal_push(taken, limit));
+        let deflate = self.deflate.as_deref_mut();
+        let sealed = self.encoder.take().map(|taken| seal_deflated(out, deflate, Some(limit), taken, |out, taken| out.seal_push(taken, limit)));
         match sealed {
             Ok(queued) => Ok(count_push(queued, self.out.pending())?),
             Err(e) => {
@@ -420,11 +478,52 @@ impl Session {
             return Err(PushError::Closed);
         }
         self.abandon();
+        if let Some(d) = self.deflate.as_deref_mut() {
+            if !d.context_takeover() || fits(&self.out, payload.len(), self.max_queue) {
+                let mut compressed = Vec::new();
+                if d.deflate_into(payload, &mut compressed) {
+                    return self.push_deflated(&compressed, None, true);
+                }
+            }
+        }
         let queued = match held {
             Some(id) if !self.out.fragments() => self.out.push_held(id, payload.len(), self.max_queue),
             _ => self.out.push_copy(payload, self.max_queue),
         };
         count_push(queued, self.out.pending())
+    }
+
+    /// Queues a push made once for all connections of its [`deflate::SharedKey`]
+    /// (permessage-deflate): as [`Session::push_message`], with `payload` compressed already and
+    /// RSV1 set when `compressed`, or sent as it is when not (it did not compress smaller). Only
+    /// for a session whose [`Sender::shared_key`] gave that key.
+    pub fn push_deflated(&mut self, payload: &[u8], held: Option<u32>, compressed: bool) -> Result<(), PushError> {
+        if self.ended {
+            METRICS.push_refused(false);
+            return Err(PushError::Closed);
+        }
+        self.abandon();
+        let queued = self.queue_deflated(payload, held, compressed);
+        count_push(queued, self.out.pending())
+    }
+
+    /// The queueing of [`Session::push_deflated`].
+    fn queue_deflated(&mut self, payload: &[u8], held: Option<u32>, compressed: bool) -> Result<(), PushError> {
+        let mark = self.out.total_queued();
+        let held_len = match held {
+            Some(id) if !self.out.fragments() => {
+                self.out.push_held(id, payload.len(), self.max_queue)?;
+                payload.len()
+            }
+            _ => {
+                self.out.push_copy(payload, self.max_queue)?;
+                0
+            }
+        };
+        if compressed {
+            self.out.flag_compressed(mark, held_len);
+        }
+        Ok(())
     }
 
     /// Drops a reply or push begun and not finished.

@@ -1,18 +1,24 @@
 //! The frame decoder and the session on arbitrary bytes, fed in arbitrary chunks: no panic,
 //! chunking never changes what comes out, a feed that says more bytes are needed is right, and
 //! replies with values held by reference, and pushes interleaved with the input (encoded, copied
-//! or held, some refused by a small queue limit), drain to exactly their length.
+//! or held, some refused by a small queue limit), drain to exactly their length. All of it again
+//! with permessage-deflate on (picked by the first byte): RSV1 frames are inflated, never past
+//! the message limit, and replies and pushes go compressed.
 #![no_main]
 
+use apisix_pubsub_rs::deflate::{Config, Inflater, Params};
 use apisix_pubsub_rs::frame::{Decoder, Event, Limits, Poll};
 
 use apisix_pubsub_rs::session::{Chunk, Options, Session, Step, WRITE_BATCH, WRITE_MAX};
 use libfuzzer_sys::fuzz_target;
 
 /// What the decoder yields, in a form cheap to compare: (kind, bytes); kind 0 is an error.
-fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
+fn run(data: &[u8], chunk: usize, deflate: Option<Params>) -> Vec<(u8, Vec<u8>)> {
     let limits = Limits { max_payload_len: 1024, max_message_len: 4096 };
     let mut d = Decoder::new(limits);
+    if let Some(params) = deflate {
+        d.set_inflater(Inflater::new(&params));
+    }
     let mut out = Vec::new();
     for piece in data.chunks(chunk.max(1)) {
         if d.feed(piece) > 0 {
@@ -21,6 +27,8 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
         }
         loop {
             match d.poll() {
+                Ok(Poll::Event(Event::Text(t))) if t.len() > 4096 => panic!("a text message over the limit"),
+                Ok(Poll::Event(Event::Binary(b))) if b.len() > 4096 => panic!("a message over the limit"),
                 Ok(Poll::Event(ev)) => out.push(match ev {
                     Event::Text(t) => (1, t.as_bytes().to_vec()),
                     Event::Binary(b) => (2, b.to_vec()),
@@ -41,12 +49,23 @@ fn run(data: &[u8], chunk: usize) -> Vec<(u8, Vec<u8>)> {
 
 fuzz_target!(|input: &[u8]| {
     let Some((&chunk, data)) = input.split_first() else { return };
-    assert_eq!(run(data, usize::from(chunk)), run(data, data.len()));
+    // Bit 7 of the first byte: permessage-deflate on; bit 6: with context takeover both ways.
+    let deflate = (chunk & 0x80 != 0).then_some(Params {
+        server_no_context_takeover: chunk & 0x40 == 0,
+        client_no_context_takeover: chunk & 0x40 == 0,
+        server_max_window_bits: 9 + chunk % 7,
+        client_max_window_bits: 15,
+    });
+    let chunk = chunk & 0x3f;
+    assert_eq!(run(data, usize::from(chunk), deflate), run(data, data.len(), deflate));
     let known = *apisix_pubsub_rs::schema::Schema::builtin().known();
     let mut s = Session::new(
         apisix_pubsub_rs::schema::Schema::builtin(),
         Options { max_queue_bytes: Some(1 << 16), ..Options::default() },
     );
+    if let Some(params) = deflate {
+        s.set_compression(params, Config { threshold: usize::from(chunk), ..Config::default() });
+    }
     let mut held = 0u32;
     for piece in data.chunks(usize::from(chunk).max(1)) {
         s.feed(piece);

@@ -22,7 +22,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::procstat::{cpu_seconds as proc_cpu, cpu_seconds_self, rss_kib as proc_rss_kib};
-use crate::ws::{fill, take_frame};
+use crate::ws::{fill, next_frame, take_frame};
+use apisix_pubsub_rs::deflate::{Deflater, Inflater, Params};
 
 const HELP: &str = "\
 pubsub-loadgen: pipelined cmd_ping load against an apisix-pubsub-rs (or APISIX) endpoint
@@ -42,6 +43,10 @@ USAGE: pubsub-loadgen [OPTIONS]
   --check MODE        full (default): sequence and state of every reply; length: only the state's
                       length (for servers that answer with a precomputed reply)
   --label TEXT        copied into the JSON line
+  --payload KIND      what the ping state holds: bytes (default, a counting pattern), json
+                      (JSON-like order records) or random
+  --compress          offer permessage-deflate (no context takeover): requests go compressed,
+                      compressed replies are inflated; reports wire bytes either way
   --frame-size        print the size of one request frame for these options, and exit
                       (every request of a run has the same size: sequences are 2^56 + id * 2^32 + n)
   -h, --help          this text
@@ -64,6 +69,8 @@ struct Opts {
     label: String,
     check_full: bool,
     frame_size: bool,
+    payload: String,
+    compress: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -80,6 +87,8 @@ fn parse_args() -> Result<Opts, String> {
         label: String::new(),
         check_full: true,
         frame_size: false,
+        payload: "bytes".into(),
+        compress: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -101,6 +110,13 @@ fn parse_args() -> Result<Opts, String> {
             "--server-pid" => o.server_pid = Some(num(val(&a)?, &a)? as u32),
             "--label" => o.label = val(&a)?,
             "--frame-size" => o.frame_size = true,
+            "--compress" => o.compress = true,
+            "--payload" => {
+                o.payload = val("--payload")?;
+                if !["bytes", "json", "random"].contains(&o.payload.as_str()) {
+                    return Err(format!("--payload: bytes, json or random, not {}", o.payload));
+                }
+            }
             "--check" => {
                 o.check_full = match val(&a)?.as_str() {
                     "full" => true,
@@ -129,11 +145,26 @@ struct Reader<'a> {
     rd: &'a mut tokio::net::tcp::OwnedReadHalf,
     buf: Vec<u8>,
     start: usize,
+    /// permessage-deflate, when agreed: inflates replies with RSV1.
+    inflater: Option<Inflater>,
+    /// Bytes read from the socket.
+    wire_in: u64,
 }
 
 impl Reader<'_> {
     fn try_take(&mut self) -> Option<(u8, Vec<u8>)> {
-        take_frame(&self.buf, &mut self.start)
+        let f = next_frame(&self.buf, &mut self.start)?;
+        let payload = &self.buf[f.payload];
+        match self.inflater.as_mut() {
+            Some(inf) if f.rsv1 => {
+                let mut out = Vec::new();
+                if inf.inflate(payload, true, &mut out, 64 << 20).is_err() {
+                    return Some((0xff, Vec::new()));
+                }
+                Some((f.opcode, out))
+            }
+            _ => Some((f.opcode, payload.to_vec())),
+        }
     }
 
     async fn next_message(&mut self) -> io::Result<(u8, Vec<u8>)> {
@@ -141,8 +172,44 @@ impl Reader<'_> {
             if let Some(m) = self.try_take() {
                 return Ok(m);
             }
+            let before = self.buf.len() - self.start;
             fill(&mut self.rd, &mut self.buf, &mut self.start).await?;
+            self.wire_in += (self.buf.len() - before) as u64;
         }
+    }
+}
+
+/// The permessage-deflate offer `--compress` makes, and what a server that takes it agrees to.
+const DEFLATE_OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+const DEFLATE_PARAMS: Params =
+    Params { server_no_context_takeover: true, client_no_context_takeover: true, server_max_window_bits: 15, client_max_window_bits: 15 };
+
+/// The ping state of `--payload` for connection `id`.
+fn payload(kind: &str, len: usize, id: usize) -> Vec<u8> {
+    match kind {
+        "json" => {
+            let mut s = String::new();
+            let mut i = id * 1000;
+            while s.len() < len {
+                i += 1;
+                let side = if i & 1 == 0 { "buy" } else { "sell" };
+                s.push_str(&format!("{{\"id\":{i},\"topic\":\"orders\",\"price\":{}.{:02},\"side\":\"{side}\"}},", i * 7 % 1000, i % 100));
+            }
+            s.truncate(len);
+            s.into_bytes()
+        }
+        "random" => {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ id as u64;
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        }
+        _ => (0..len).map(|i| (i * 31 + id) as u8).collect(),
     }
 }
 
@@ -195,6 +262,9 @@ struct Tally {
     first_error: Option<String>,
     /// When the last reply arrived (the closing handshake is not timed).
     done_at: Option<Instant>,
+    /// Bytes written and read on the sockets (frames, the handshake's answer excluded).
+    wire_out: u64,
+    wire_in: u64,
 }
 
 impl Tally {
@@ -208,14 +278,22 @@ impl Tally {
 
 async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Tally {
     let mut t = Tally::default();
-    let mut conn = match Conn::open(&o.addr, &o.path).await {
+    let offer = if o.compress { DEFLATE_OFFER } else { "" };
+    let (stream, buf, head) = match ws::connect_with(&o.addr, &o.path, None, offer).await {
         Ok(c) => c,
         Err(e) => {
             t.error(e);
             return t;
         }
     };
-    let state: Vec<u8> = (0..o.state).map(|i| (i * 31 + id) as u8).collect();
+    let agreed = head.to_ascii_lowercase().contains("sec-websocket-extensions: permessage-deflate");
+    if o.compress && !agreed {
+        t.error("permessage-deflate offered and declined");
+        return t;
+    }
+    let conn = Conn { stream, buf, start: 0 };
+    let mut deflater = agreed.then(|| Deflater::new(&DEFLATE_PARAMS, 6));
+    let state: Vec<u8> = payload(&o.payload, o.state, id);
     let base = sequence_base(id);
     let mut next_seq = 0i64;
     let mut in_flight = std::collections::VecDeque::with_capacity(o.depth);
@@ -227,7 +305,17 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         for _ in 0..n {
             let seq = base + next_seq;
             next_seq += 1;
-            masked_frame(out, &ping_bytes(seq, &state), mask);
+            let req = ping_bytes(seq, &state);
+            match deflater.as_mut() {
+                Some(d) => {
+                    let mut z = Vec::new();
+                    d.deflate(&req, &mut z);
+                    let at = out.len();
+                    masked_frame(out, &z, mask);
+                    out[at] |= 0x40;
+                }
+                None => masked_frame(out, &req, mask),
+            }
             in_flight.push_back((seq, now));
         }
     };
@@ -243,8 +331,10 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
         Some(wr)
     });
-    let mut conn = Reader { rd: &mut rd, buf: std::mem::take(&mut conn.buf), start: conn.start };
+    let inflater = agreed.then(|| Inflater::new(&DEFLATE_PARAMS));
+    let mut conn = Reader { rd: &mut rd, buf: conn.buf, start: conn.start, inflater, wire_in: 0 };
     send(o.depth, &mut out, &mut in_flight);
+    t.wire_out += out.len() as u64;
     let _ = tx.send(std::mem::take(&mut out));
     let mut sent = o.depth as u64;
     while !in_flight.is_empty() {
@@ -278,6 +368,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
         if refill > 0 {
             send(refill, &mut out, &mut in_flight);
+            t.wire_out += out.len() as u64;
             if tx.send(std::mem::take(&mut out)).is_err() {
                 t.error("writer gone");
                 return t;
@@ -285,6 +376,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
     }
     t.done_at = Some(Instant::now());
+    t.wire_in = conn.wire_in;
     let mut close = vec![0x88, 0x82];
     close.extend_from_slice(&[0, 0, 0, 0]);
     close.extend_from_slice(&1000u16.to_be_bytes());
@@ -373,6 +465,8 @@ async fn ping_main() {
             total.errors += t.errors;
             total.latencies_us.extend(t.latencies_us);
             total.done_at = total.done_at.max(t.done_at);
+            total.wire_out += t.wire_out;
+            total.wire_in += t.wire_in;
             if total.first_error.is_none() {
                 total.first_error = t.first_error;
             }
@@ -391,7 +485,8 @@ async fn ping_main() {
     println!(
         "{{\"label\":\"{}\",\"connections\":{},\"depth\":{},\"state\":{},\"seconds\":{:.2},\"replies\":{},\"msgs_per_s\":{:.0},\
 \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"first_error\":{},\"client_cpu\":{:.3},\"client_saturated\":{},\
-\"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{},\"server_rss_kib_peak\":{}}}",
+\"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{},\"server_rss_kib_peak\":{},\
+\"payload\":\"{}\",\"compress\":{},\"wire_out_per_msg\":{:.1},\"wire_in_per_msg\":{:.1}}}",
         o.label.replace('"', "'"),
         o.connections,
         o.depth,
@@ -410,6 +505,10 @@ async fn ping_main() {
         rss_before.map_or("null".into(), |v| v.to_string()),
         rss_after.map_or("null".into(), |v| v.to_string()),
         rss_peak.map_or("null".into(), |v| v.to_string()),
+        o.payload,
+        o.compress,
+        total.wire_out as f64 / total.replies.max(1) as f64,
+        total.wire_in as f64 / total.replies.max(1) as f64,
     );
     if total.errors > 0 {
         std::process::exit(1);

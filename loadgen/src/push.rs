@@ -61,6 +61,8 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --no-read               subscribers never read (queue limits and memory under slow clients);
                           nothing is checked, the publisher's refusals are reported instead
   --rcvbuf BYTES          SO_RCVBUF of each subscriber socket
+  --offer-deflate         offer permessage-deflate in each subscriber's handshake (for memory
+                          figures of idle compressed connections; pushes are not inflated)
   --read-pause MS         a slow reader: sleep MS milliseconds after each read (with --rcvbuf, a
                           client that drains slower than it is pushed to, never quite empty)
   --quickack              acknowledge every read at once (TCP_QUICKACK after each read), for servers
@@ -102,6 +104,7 @@ struct Opts {
     window: u64,
     read: bool,
     rcvbuf: Option<u32>,
+    offer_deflate: bool,
     quickack: bool,
     read_pause: Option<Duration>,
     drain: f64,
@@ -127,6 +130,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         window: 1,
         read: true,
         rcvbuf: None,
+        offer_deflate: false,
         quickack: false,
         read_pause: None,
         drain: 10.0,
@@ -166,6 +170,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--window" => o.window = num(val(&a)?, &a)?,
             "--no-read" => o.read = false,
             "--rcvbuf" => o.rcvbuf = Some(num(val(&a)?, &a)? as u32),
+            "--offer-deflate" => o.offer_deflate = true,
             "--quickack" => o.quickack = true,
             "--read-pause" => o.read_pause = Some(Duration::from_millis(num(val(&a)?, &a)?)),
             "--drain" => o.drain = float(val(&a)?, &a)?,
@@ -353,7 +358,8 @@ async fn subscriber(
 ) {
     let addr = &o.addrs[id % o.addrs.len()];
     let permit = connecting.acquire().await.expect("semaphore");
-    let opened = ws::connect(addr, &o.path, o.rcvbuf).await;
+    let offer = if o.offer_deflate { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" } else { "" };
+    let opened = ws::connect_with(addr, &o.path, o.rcvbuf, offer).await.map(|(s, b, _)| (s, b));
     drop(permit);
     let (mut stream, mut buf) = match opened {
         Ok(c) => c,

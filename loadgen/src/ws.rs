@@ -10,6 +10,12 @@ use tokio::net::{TcpSocket, TcpStream};
 /// the window the server sees is small from the start) and performs the WebSocket handshake on
 /// `path`. Returns the stream and whatever the server sent after its 101 response.
 pub async fn connect(addr: &str, path: &str, rcvbuf: Option<u32>) -> io::Result<(TcpStream, Vec<u8>)> {
+    connect_with(addr, path, rcvbuf, "").await.map(|(stream, rest, _)| (stream, rest))
+}
+
+/// As [`connect`], with `headers` (complete lines) added to the request; also returns the
+/// response's header block.
+pub async fn connect_with(addr: &str, path: &str, rcvbuf: Option<u32>, headers: &str) -> io::Result<(TcpStream, Vec<u8>, String)> {
     let sockaddr = tokio::net::lookup_host(addr)
         .await?
         .next()
@@ -22,7 +28,7 @@ pub async fn connect(addr: &str, path: &str, rcvbuf: Option<u32>) -> io::Result<
     stream.set_nodelay(true)?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     );
     stream.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(4096);
@@ -37,8 +43,9 @@ pub async fn connect(addr: &str, path: &str, rcvbuf: Option<u32>) -> io::Result<
             if !buf.starts_with(b"HTTP/1.1 101") {
                 return Err(io::Error::other(format!("handshake refused: {}", String::from_utf8_lossy(&buf[..end]))));
             }
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
             buf.drain(..end + 4);
-            return Ok((stream, buf));
+            return Ok((stream, buf, head));
         }
     }
 }
@@ -48,6 +55,8 @@ pub async fn connect(addr: &str, path: &str, rcvbuf: Option<u32>) -> io::Result<
 pub struct FrameAt {
     pub opcode: u8,
     pub fin: bool,
+    /// RSV1: a permessage-deflate message's first frame.
+    pub rsv1: bool,
     pub payload: std::ops::Range<usize>,
 }
 
@@ -68,7 +77,7 @@ pub fn next_frame(buf: &[u8], start: &mut usize) -> Option<FrameAt> {
     }
     let at = *start + hdr;
     *start += hdr + len;
-    Some(FrameAt { opcode: b[0] & 0x0f, fin: b[0] & 0x80 != 0, payload: at..at + len })
+    Some(FrameAt { opcode: b[0] & 0x0f, fin: b[0] & 0x80 != 0, rsv1: b[0] & 0x40 != 0, payload: at..at + len })
 }
 
 /// The complete server frame at `buf[*start..]` as (opcode, payload), if there is one.

@@ -94,10 +94,65 @@ end
 -- The handlers of an instance on which on() was never called; never written to.
 local DEFAULT_HANDLERS = { cmd_ping = default_ping }
 
+-- permessage-deflate: the keys of a `compression` table, the range of each (a boolean when
+-- none), and what `compression = true` means (from Rust's defaults, src/deflate/negotiate.rs).
+local DEFLATE_DEFAULT = native.deflate_default
+local pairs = pairs
+local agreed_len = ffi.new("size_t[1]")
+local COMPRESSION_KEYS = {
+    server_max_window_bits = { 9, 15 },
+    client_max_window_bits = { 9, 15 },
+    server_no_context_takeover = false,
+    client_no_context_takeover = false,
+    threshold = { 0, 2^53 - 1 },
+    level = { 0, 9 },
+    large_level = { 0, 9 },
+}
+
+-- The DeflateConfig of opts.compression, nil for no compression, or nil and the words of a bad one.
+local function compression_config(v)
+    if v == nil or v == false then
+        return nil
+    end
+    if v ~= true and type(v) ~= "table" then
+        return nil, "bad option compression: true, false or a table expected, got " .. type(v)
+    end
+    local t = v == true and {} or v
+    for k, val in pairs(t) do
+        local range = COMPRESSION_KEYS[k]
+        if range == nil then
+            return nil, "bad option compression: unknown key " .. tostring(k)
+        end
+        if range then
+            if type(val) ~= "number" or val % 1 ~= 0 or val < range[1] or val > range[2] then
+                return nil, ("bad option compression.%s: an integer in %d..%d expected, got %s"):format(
+                    k, range[1], range[2], tostring(val))
+            end
+        elseif type(val) ~= "boolean" then
+            return nil, "bad option compression." .. k .. ": a boolean expected, got " .. tostring(val)
+        end
+    end
+    local cfg = ffi.new("apisix_pubsub_rs_deflate")
+    for k, range in pairs(COMPRESSION_KEYS) do
+        local val = t[k]
+        if val == nil then
+            val = DEFLATE_DEFAULT[k:upper()]
+        elseif not range then
+            val = val and 1 or 0
+        end
+        cfg[k] = val
+    end
+    return cfg
+end
+
 --- Performs the WebSocket handshake and makes a pubsub instance.
 -- @tparam[opt] table opts `max_payload_len` (default 65535), `max_message_len` (default
 --   `max_payload_len`), `timeout` (ms, default `lua_socket_read_timeout`), `fragment_size`
---   (split replies into frames of at most this many bytes; default: one frame per reply)
+--   (split replies into frames of at most this many bytes; default: one frame per reply),
+--   `compression` (permessage-deflate: false, the default, as APISIX never compresses; true for
+--   the documented defaults; or a table of `server_max_window_bits`, `client_max_window_bits`,
+--   `server_no_context_takeover`, `client_no_context_takeover`, `threshold`, `level`,
+--   `large_level`; see README)
 -- @return instance | nil, err
 function _M.new(opts)
     if opts ~= nil and type(opts) ~= "table" then
@@ -142,13 +197,10 @@ function _M.new(opts)
         return nil, "bad option unknown_command: \"named\" or \"plain\" expected, got " .. tostring(unknown)
     end
 
-    local sock
-    sock, err = require("apisix_pubsub_rs.handshake").accept()
-    if not sock then
+    local deflate_cfg
+    deflate_cfg, err = compression_config(opts.compression)
+    if err then
         return nil, err
-    end
-    if timeout then
-        sock:settimeout(timeout)
     end
 
     local schema = schemas.current()
@@ -158,6 +210,25 @@ function _M.new(opts)
         return nil, "failed to create a session"
     end
     sess = ffi_gc(sess, C.session_free)
+
+    -- The session answers the offers (src/ffi/session.rs session_deflate) before the 101 goes out.
+    local compressed = false
+    local negotiate = deflate_cfg and function(offers)
+        local agreed = C.session_deflate(sess, deflate_cfg, offers, #offers, agreed_len)
+        if agreed == nil then
+            return nil
+        end
+        compressed = true
+        return ffi_string(agreed, agreed_len[0])
+    end
+    local sock
+    sock, err = require("apisix_pubsub_rs.handshake").accept(negotiate)
+    if not sock then
+        return nil, err
+    end
+    if timeout then
+        sock:settimeout(timeout)
+    end
     C.metrics_accepted()
     -- Until on() registers a handler of its own, cmd_ping gets the default handler's pong
     -- ({pong_resp = {state = params.state}}) straight from Rust, without a parameter table.
@@ -174,6 +245,7 @@ function _M.new(opts)
         sock = sock,
         sess = sess,
         cmd_handler = DEFAULT_HANDLERS,
+        compressed = compressed,   -- permessage-deflate: replies copy their values (to compress them)
         held = held,
         io = {
             wake = semaphore.new(),     -- the writer waits on it for output
@@ -261,6 +333,35 @@ local function refused(self, rc)
     return nil, "failed to push: internal error"
 end
 
+-- permessage-deflate: pushes `msg` compressed once for every connection of `key` (the message
+-- keeps the compressed bytes, or false when they were no smaller) and held by reference.
+local deflated_len = ffi.new("size_t[1]")
+local function push_shared(self, msg, key)
+    local cache = msg.deflated
+    if not cache then
+        cache = {}
+        msg.deflated = cache
+    end
+    local z = cache[key]
+    if z == nil then
+        local bytes = msg.bytes
+        local p = C.deflate_shared(key, bytes, #bytes, deflated_len)
+        z = p ~= nil and ffi_string(p, deflated_len[0])
+        cache[key] = z
+    end
+    local payload = z or msg.bytes
+    -- Fragmenting connections copy (their values are not held); the others hold the one string.
+    local id = -1
+    if self.held ~= false then
+        id = hold(self, payload)
+    end
+    local rc = C.session_push_shared(self.sess, payload, #payload, id, z and 1 or 0)
+    if rc ~= PUSH.OK and id > 0 then
+        release_held(self.held, id)
+    end
+    return rc
+end
+
 --- Queues a reply pushed to the client: it goes out after everything queued before this call
 -- and before everything queued after it. Never blocks; callable from any Lua context of the
 -- worker that holds the instance (a handler, a light thread, a timer, another request).
@@ -287,7 +388,11 @@ function _M.send(self, reply, sequence)
     end
     local held = self.held
     local rc
-    if is_message then
+    -- (a number: an int64 cdata would be a new table key each time)
+    local key = is_message and self.compressed and tonumber(C.session_shared_key(sess, #reply.bytes))
+    if key and key >= 0 then
+        rc = push_shared(self, reply, key)
+    elseif is_message then
         local bytes = reply.bytes
         local id = -1
         -- A short message is copied into the queue, as short reply values are: its write is then
@@ -302,7 +407,7 @@ function _M.send(self, reply, sequence)
     else
         local held_before = held and held.n or 0
         C.session_push_begin(sess, seq)
-        local err = encode_reply(io.schema, C.session_encoder(sess), reply, held ~= false and self or nil)
+        local err = encode_reply(io.schema, C.session_encoder(sess), reply, held ~= false and not self.compressed and self or nil)
         if err then
             C.session_abandon(sess)
             rc = PUSH.FAILED
@@ -367,7 +472,7 @@ local function serve_command(self, ev)
     C.session_reply_begin(sess)
     local held = self.held
     local held_before = held and held.n or 0
-    local encode_err = encode_reply(schema, C.session_encoder(sess), resp, held ~= false and self or nil)
+    local encode_err = encode_reply(schema, C.session_encoder(sess), resp, held ~= false and not self.compressed and self or nil)
     if not encode_err and C.session_reply_finish(sess) ~= 0 then
         encode_err = "unbalanced reply"
     end

@@ -13,6 +13,7 @@ local type = type
 local tostring = tostring
 local str_lower = string.lower
 local str_find = string.find
+local concat = table.concat
 
 local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -27,9 +28,21 @@ local function first(headers, name)
     return v
 end
 
+-- Every value of a request header, joined by commas as HTTP allows for a list header sent on
+-- several lines (RFC 7230 section 3.2.2); nil when absent.
+local function all(headers, name)
+    local v = headers[name]
+    if type(v) == "table" then
+        v = concat(v, ", ")
+    end
+    return v
+end
+
 --- Checks the upgrade request, sends the 101 response and returns the raw request socket, or
--- nil and the reason.
-function _M.accept()
+-- nil and the reason. `extensions`, when given, is called with every value of the request's
+-- Sec-WebSocket-Extensions (joined by commas) before the response goes out, and returns the
+-- response's value or nil (every offer declined); without it, extensions are declined.
+function _M.accept(extensions)
     if ngx.headers_sent then
         return nil, "response header already sent"
     end
@@ -61,6 +74,13 @@ function _M.accept()
     local protocols = first(headers, "sec-websocket-protocol")
     if protocols then
         ngx_header["Sec-WebSocket-Protocol"] = protocols
+    end
+    local offers = extensions and all(headers, "sec-websocket-extensions")
+    if offers then
+        local agreed = extensions(offers)
+        if agreed then
+            ngx_header["Sec-WebSocket-Extensions"] = agreed
+        end
     end
     ngx_header["Upgrade"] = "websocket"
     ngx_header["Sec-WebSocket-Accept"] = encode_base64(sha1_bin(key .. GUID))

@@ -1,5 +1,7 @@
 //! Inflating received messages, bounded by the caller's message limit.
 
+use std::cell::RefCell;
+
 use flate2::{Decompress, FlushDecompress, Status};
 
 use super::{InflateError, Params, TAIL};
@@ -8,12 +10,43 @@ use super::{InflateError, Params, TAIL};
 /// neither memory nor CPU goes past the limit by more than one piece's work.
 const CHUNK: usize = 16 << 10;
 
+thread_local! {
+    /// Inflate states between messages of connections without client context takeover, one per
+    /// window size, reset: a message takes one and gives it back when it ends, so such messages
+    /// do not each allocate and set up a state (~47 KiB), and idle connections hold none. An nginx
+    /// worker is one thread: this is one set per worker.
+    static SPARE: RefCell<Vec<(u8, Box<Decompress>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A reset state for `window_bits`: a spare one, or a new one.
+fn take_state(window_bits: u8) -> Box<Decompress> {
+    let spare = SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = s.iter().position(|(w, _)| *w == window_bits)?;
+        Some(s.swap_remove(i).1)
+    });
+    spare.unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, window_bits)))
+}
+
+/// Gives a state back, reset, for the next message of any connection with this window (one
+/// kept per window size: a worker's messages are inflated one at a time).
+fn give_back(window_bits: u8, mut state: Box<Decompress>) {
+    state.reset(false);
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if !s.iter().any(|(w, _)| *w == window_bits) {
+            s.push((window_bits, state));
+        }
+    });
+}
+
 /// Inflates a connection's compressed messages (RFC 7692 §7.2.2): feed [`Inflater::inflate`] the
 /// payload of each frame of a message whose first frame had RSV1, `fin` on the last.
 ///
 /// With client context takeover the state (a window of `2^client_max_window_bits` bytes and
-/// zlib's tables) lives as long as the connection; without it, it is dropped at the end of
-/// each message and made again at the next one, so an idle connection holds nothing.
+/// zlib's tables) lives as long as the connection; without it, it goes back to the worker's
+/// spare states at the end of each message and the next message takes one, so an idle
+/// connection holds nothing.
 #[derive(Debug)]
 pub struct Inflater {
     window_bits: u8,
@@ -86,7 +119,9 @@ impl Inflater {
         self.produced = 0;
         self.received = 0;
         if !self.context_takeover {
-            self.state = None;
+            if let Some(state) = self.state.take() {
+                give_back(self.window_bits, state);
+            }
         } else if self.ended {
             // A final block ended the stream; the next message starts a new one. A client that
             // kept its window across it would refer back past this reset, and fail as corrupt.
@@ -99,7 +134,7 @@ impl Inflater {
 
     fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
         let window_bits = self.window_bits;
-        let state = self.state.get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, window_bits)));
+        let state = self.state.get_or_insert_with(|| take_state(window_bits));
         loop {
             if self.ended {
                 // After a final block (BFINAL) the stream is over: what follows, the appended

@@ -18,9 +18,11 @@
 mod compress;
 mod inflate;
 mod negotiate;
+pub(crate) mod sender;
 
 pub use compress::{Deflater, SharedCompressor, SharedKey};
 pub use inflate::Inflater;
+pub use sender::{with_shared, Sender};
 pub use negotiate::{negotiate, parse_offers, Config, ConfigError, Offer, OfferError, Params, LARGE_MESSAGE};
 
 /// The empty stored block a sync flush ends with, which RFC 7692 §7.2.1 has the sender remove and
@@ -54,3 +56,5 @@ impl InflateError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod session_tests;

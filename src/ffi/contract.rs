@@ -38,6 +38,7 @@ macro_rules! c_type {
     (*mut LuaRespDecoder) => { "apisix_pubsub_rs_resp_decoder *" };
     (*mut RespWriter) => { "apisix_pubsub_rs_resp_writer *" };
     (*const RespWriter) => { "const apisix_pubsub_rs_resp_writer *" };
+    (*const DeflateConfig) => { "const apisix_pubsub_rs_deflate *" };
 }
 
 /// The C parameter list of a function: the types, comma-separated.
@@ -149,6 +150,48 @@ c_struct! {
         offset: [usize],
         /// The length of `BYTES` / `TEXT`.
         len: [usize],
+    }
+}
+
+c_struct! {
+    /// The `compression` option of `new(opts)` (permessage-deflate), as Lua checked it: see
+    /// [`crate::deflate::Config`] for each value. Flags are 0 or 1.
+    pub struct DeflateConfig as "apisix_pubsub_rs_deflate" {
+        /// Messages shorter than this go uncompressed.
+        threshold: [u64],
+        /// Largest window the server compresses with, 9-15.
+        server_max_window_bits: [u32],
+        /// Window asked of clients that let the server choose it, 9-15.
+        client_max_window_bits: [u32],
+        /// Compress each message on its own.
+        server_no_context_takeover: [u32],
+        /// Ask clients to compress each message on its own.
+        client_no_context_takeover: [u32],
+        /// zlib level under 16 KiB.
+        level: [u32],
+        /// zlib level from 16 KiB on.
+        large_level: [u32],
+    }
+}
+
+c_consts! {
+    /// What `compression = true` means, value by value ([`crate::deflate::Config::default`];
+    /// a test holds the two equal).
+    pub mod deflate_default: i64 {
+        /// See [`crate::deflate::Config::threshold`].
+        THRESHOLD = 64,
+        /// See [`crate::deflate::Config::server_max_window_bits`].
+        SERVER_MAX_WINDOW_BITS = 15,
+        /// See [`crate::deflate::Config::client_max_window_bits`].
+        CLIENT_MAX_WINDOW_BITS = 15,
+        /// See [`crate::deflate::Config::server_no_context_takeover`] (1: true).
+        SERVER_NO_CONTEXT_TAKEOVER = 1,
+        /// See [`crate::deflate::Config::client_no_context_takeover`] (1: true).
+        CLIENT_NO_CONTEXT_TAKEOVER = 1,
+        /// See [`crate::deflate::Config::level`].
+        LEVEL = 6,
+        /// See [`crate::deflate::Config::large_level`].
+        LARGE_LEVEL = 1,
     }
 }
 
@@ -370,6 +413,10 @@ exports! {
     session::session_ended([*const LuaSession]) -> [c_int];
     session::session_abandon([*mut LuaSession]) -> [()];
     session::session_written([*mut LuaSession], [usize]) -> [()];
+    session::session_deflate([*mut LuaSession], [*const DeflateConfig], [*const u8], [usize], [*mut usize]) -> [*const u8];
+    session::session_shared_key([*const LuaSession], [usize]) -> [i64];
+    session::session_push_shared([*mut LuaSession], [*const u8], [usize], [i64], [c_int]) -> [c_int];
+    session::deflate_shared([i64], [*const u8], [usize], [*mut usize]) -> [*const u8];
     encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
     encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
     encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];
@@ -429,6 +476,7 @@ pub fn lua_source() -> String {
     s.push_str(ItemLayout::C_DECL);
     s.push_str(EntryLayout::C_DECL);
     s.push_str(RespReply::C_DECL);
+    s.push_str(DeflateConfig::C_DECL);
     for t in OPAQUE {
         let _ = writeln!(s, "typedef struct {t} {t};");
     }
@@ -448,6 +496,7 @@ pub fn lua_source() -> String {
     s.push_str(&super::metrics::lua_constants());
     table(&mut s, "resp_status", resp_status::all());
     table(&mut s, "resp_mode", resp_mode::all());
+    table(&mut s, "deflate_default", deflate_default::all());
     s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
     for (cname, size, offsets) in [
         (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
@@ -455,6 +504,7 @@ pub fn lua_source() -> String {
         (ItemLayout::C_NAME, std::mem::size_of::<crate::resp::Item>(), ItemLayout::offsets()),
         (EntryLayout::C_NAME, std::mem::size_of::<crate::resp::StreamEntry>(), EntryLayout::offsets()),
         (RespReply::C_NAME, std::mem::size_of::<RespReply>(), RespReply::offsets()),
+        (DeflateConfig::C_NAME, std::mem::size_of::<DeflateConfig>(), DeflateConfig::offsets()),
     ] {
         let _ = writeln!(s, "assert(ffi.sizeof({cname:?}) == {size}, \"apisix_pubsub_rs: {cname} has another size in Lua than in Rust\")");
         for (field, off) in offsets {
@@ -464,7 +514,7 @@ pub fn lua_source() -> String {
             );
         }
     }
-    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, resp_status = resp_status, resp_mode = resp_mode, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, resp_status = resp_status, resp_mode = resp_mode, deflate_default = deflate_default, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
     s
 }
 
@@ -507,6 +557,24 @@ mod tests {
             ("fields", std::mem::offset_of!(StreamEntry, fields)),
             ("pairs", std::mem::offset_of!(StreamEntry, pairs)),
         ]);
+    }
+
+    #[test]
+    fn the_compression_defaults_are_the_configs() {
+        use deflate_default::*;
+        let d = crate::deflate::Config::default();
+        assert_eq!(
+            [THRESHOLD, SERVER_MAX_WINDOW_BITS, CLIENT_MAX_WINDOW_BITS, SERVER_NO_CONTEXT_TAKEOVER, CLIENT_NO_CONTEXT_TAKEOVER, LEVEL, LARGE_LEVEL],
+            [
+                d.threshold as i64,
+                i64::from(d.server_max_window_bits),
+                i64::from(d.client_max_window_bits),
+                i64::from(d.server_no_context_takeover),
+                i64::from(d.client_no_context_takeover),
+                i64::from(d.level),
+                i64::from(d.large_level),
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@ use crate::message::ReplyEncoder;
 use crate::queue::PushError;
 use crate::session::{Chunk, Options, PushFailure, Session, Step, WRITE_MAX};
 use super::contract::push_status;
+use super::contract::DeflateConfig;
+use crate::deflate;
 
 /// A session as Lua holds it: the session plus the words of its last protocol error (the other
 /// events' words live in the session).
@@ -404,4 +406,113 @@ pub unsafe extern "C" fn session_written(s: *mut LuaSession, n: usize) {
     if let Some(ls) = unsafe { live(s) } {
         guard((), || ls.session.written(n))
     }
+}
+
+/// permessage-deflate: negotiates with the request's `Sec-WebSocket-Extensions` values
+/// (`offers`, `len` bytes: every header line, joined by commas) under `cfg`. When an offer is
+/// accepted, compression is on for the session and the response's value is returned (valid
+/// until the next call on the session, `*out_len` bytes); null when every offer is declined
+/// (or `cfg` is out of range): the connection is served uncompressed.
+///
+/// # Safety
+/// `s` is null or a live session; `cfg` null or a live struct; `offers` points to `len` bytes;
+/// `out_len` to a writable `size_t`.
+pub unsafe extern "C" fn session_deflate(
+    s: *mut LuaSession,
+    cfg: *const DeflateConfig,
+    offers: *const u8,
+    len: usize,
+    out_len: *mut usize,
+) -> *const u8 {
+    // SAFETY: the caller's promise.
+    let (Some(ls), Some(cfg), Some(out_len)) = (unsafe { live(s) }, unsafe { cfg.as_ref() }, unsafe { out_len.as_mut() }) else {
+        return ptr::null();
+    };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let offers = unsafe { bytes(offers, len) };
+    guard(ptr::null(), || {
+        let window = |v: u32| u8::try_from(v).unwrap_or(0);
+        let config = deflate::Config {
+            server_max_window_bits: window(cfg.server_max_window_bits),
+            client_max_window_bits: window(cfg.client_max_window_bits),
+            server_no_context_takeover: cfg.server_no_context_takeover != 0,
+            client_no_context_takeover: cfg.client_no_context_takeover != 0,
+            threshold: usize::try_from(cfg.threshold).unwrap_or(usize::MAX),
+            level: cfg.level,
+            large_level: cfg.large_level,
+        };
+        if config.validate().is_err() {
+            return ptr::null();
+        }
+        let Some(params) = deflate::negotiate([offers], &config) else { return ptr::null() };
+        ls.session.set_compression(params, config);
+        ls.note = params.response();
+        *out_len = ls.note.len();
+        ls.note.as_ptr()
+    })
+}
+
+/// The key under which a push of `len` bytes is compressed once for every connection that
+/// shares it ([`deflate::SharedKey`] as a number), or -1: not compressed, or compressed by the
+/// session itself (server context takeover).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_shared_key(s: *const LuaSession, len: usize) -> i64 {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { seen(s) }) else { return -1 };
+    guard(-1, || {
+        let key = ls.session.compression().and_then(|d| d.shared_key(len));
+        key.map_or(-1, |k| i64::from(k.window_bits) << 8 | i64::from(k.level))
+    })
+}
+
+/// Compresses `payload` (`len` bytes) once, with the worker's compressor of `key` (from
+/// [`session_shared_key`]): the compressed payload (valid until the next call, `*out_len`
+/// bytes), or null when it is no smaller (then it is sent as it is).
+///
+/// # Safety
+/// `payload` points to `len` bytes; `out_len` to a writable `size_t`.
+pub unsafe extern "C" fn deflate_shared(key: i64, payload: *const u8, len: usize, out_len: *mut usize) -> *const u8 {
+    // SAFETY: the caller's promise.
+    let Some(out_len) = (unsafe { out_len.as_mut() }) else { return ptr::null() };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let payload = unsafe { bytes(payload, len) };
+    let (Ok(window_bits), Ok(level)) = (u8::try_from(key >> 8), u32::try_from(key & 0xff)) else { return ptr::null() };
+    if !(9..=15).contains(&window_bits) || level > 9 {
+        return ptr::null();
+    }
+    guard(ptr::null(), || {
+        thread_local! {
+            static SHARED_OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let key = deflate::SharedKey { window_bits, level };
+        SHARED_OUT.with(|out| {
+            let mut out = out.borrow_mut();
+            out.clear();
+            deflate::with_shared(|c| c.deflate(key, payload, &mut out));
+            if out.len() >= payload.len() {
+                return ptr::null();
+            }
+            *out_len = out.len();
+            out.as_ptr()
+        })
+    })
+}
+
+/// Queues a push compressed once by [`deflate_shared`] (`compressed` 1; RSV1 set) or, when it
+/// did not compress smaller, as it is (`compressed` 0, no compression tried), held by
+/// reference as the caller's value `held` (or copied when negative): a [`push_status`].
+///
+/// # Safety
+/// `s` is null or a live session; `payload` points to `len` bytes.
+pub unsafe extern "C" fn session_push_shared(s: *mut LuaSession, payload: *const u8, len: usize, held: i64, compressed: c_int) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let payload = unsafe { bytes(payload, len) };
+    let held = u32::try_from(held).ok();
+    guard(push_status::INTERNAL, || {
+        push_code(ls.session.push_deflated(payload, held, compressed != 0).map_err(PushFailure::from))
+    })
 }

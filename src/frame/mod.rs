@@ -9,6 +9,7 @@
 //! Every violation is a [`ProtocolError`] that says which close code to answer with. After an error
 //! the decoder keeps returning it: the connection is to be failed.
 
+use crate::deflate::{InflateError, Inflater};
 use crate::pool;
 
 mod encode;
@@ -94,14 +95,38 @@ pub enum ProtocolError {
     /// A text message that is not UTF-8.
     #[error("text message is not valid UTF-8")]
     InvalidText,
+    /// RSV1 (compressed) on a control frame (RFC 7692 §6.1).
+    #[error("RSV1 set on a control frame")]
+    CompressedControl,
+    /// RSV1 on a continuation frame: only a message's first frame says it is compressed.
+    #[error("RSV1 set on a continuation frame")]
+    CompressedContinuation,
+    /// A compressed message inflating to more than the message limit (found while inflating).
+    #[error("exceeding max message len ({max}) when inflated")]
+    InflatedTooBig {
+        /// The limit.
+        max: u64,
+    },
+    /// A compressed message that is not a valid DEFLATE stream.
+    #[error("invalid compressed data")]
+    BadCompressedData,
+}
+
+impl From<InflateError> for ProtocolError {
+    fn from(e: InflateError) -> ProtocolError {
+        match e {
+            InflateError::TooBig { max } => ProtocolError::InflatedTooBig { max: max as u64 },
+            InflateError::Corrupt => ProtocolError::BadCompressedData,
+        }
+    }
 }
 
 impl ProtocolError {
     /// The close code to fail the connection with.
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::PayloadTooBig { .. } | ProtocolError::MessageTooBig { .. } => close_code::TOO_BIG,
-            ProtocolError::InvalidCloseReason | ProtocolError::InvalidText => close_code::INVALID_DATA,
+            ProtocolError::PayloadTooBig { .. } | ProtocolError::MessageTooBig { .. } | ProtocolError::InflatedTooBig { .. } => close_code::TOO_BIG,
+            ProtocolError::InvalidCloseReason | ProtocolError::InvalidText | ProtocolError::BadCompressedData => close_code::INVALID_DATA,
             _ => close_code::PROTOCOL_ERROR,
         }
     }
@@ -219,6 +244,12 @@ pub struct Decoder {
     fragmented: Option<Opcode>,
     /// The RSV bits the negotiated extensions allow (none without one).
     allowed_rsv: u8,
+    /// permessage-deflate, when negotiated: messages whose first frame has RSV1 are inflated
+    /// into the reassembly buffer as their frames arrive.
+    inflater: Option<Box<Inflater>>,
+    /// Compressed bytes received of the compressed fragmented message being inflated (what the
+    /// message limit counts while it arrives; the inflater counts what they inflate to).
+    compressed_len: Option<u64>,
     /// The reassembled message was handed out: clear it on the next call.
     message_done: bool,
     /// How much of a fragmented text message is known to be valid UTF-8 (checked per fragment, so
@@ -248,6 +279,8 @@ impl Decoder {
             message: Vec::new(),
             fragmented: None,
             allowed_rsv: 0,
+            inflater: None,
+            compressed_len: None,
             message_done: false,
             text_checked: 0,
             failed: None,
@@ -259,6 +292,20 @@ impl Decoder {
     /// allowed by default: a frame with one set fails with [`ProtocolError::ReservedBits`].
     pub fn allow_rsv(&mut self, bits: u8) {
         self.allowed_rsv = bits & 0x70;
+    }
+
+    /// Turns on permessage-deflate (RFC 7692) for what the client sends: RSV1 is allowed on a
+    /// message's first frame, and such a message is inflated as its frames arrive, never past
+    /// `max_message_len` (then [`ProtocolError::InflatedTooBig`]). RSV1 on a control or
+    /// continuation frame fails the connection with 1002, a corrupt stream with 1007.
+    pub fn set_inflater(&mut self, inflater: Inflater) {
+        self.allowed_rsv |= 0x40;
+        self.inflater = Some(Box::new(inflater));
+    }
+
+    /// The inflater, when permessage-deflate is on (for memory accounting and tests).
+    pub fn inflater(&self) -> Option<&Inflater> {
+        self.inflater.as_deref()
     }
 
     /// The limits in force.
@@ -404,13 +451,21 @@ impl Decoder {
         let rules = Rules {
             max_payload_len: self.limits.max_payload_len,
             max_message_len: self.limits.max_message_len,
-            message_len: self.message.len() as u64,
+            message_len: self.compressed_len.unwrap_or(self.message.len() as u64),
             fragmented: self.fragmented,
         };
         let parsed = header::parse(self.unread(), &rules)?;
         if let Parsed::Complete(h) = parsed {
             if h.rsv & !self.allowed_rsv != 0 {
                 return Err(ProtocolError::ReservedBits);
+            }
+            if h.rsv1() && self.inflater.is_some() {
+                if h.opcode.is_control() {
+                    return Err(ProtocolError::CompressedControl);
+                }
+                if h.opcode == Opcode::Continuation {
+                    return Err(ProtocolError::CompressedContinuation);
+                }
             }
         }
         Ok(parsed)
@@ -475,6 +530,13 @@ impl Decoder {
             }
             let s = self.start;
             unmask(&mut self.buf[s + h.len..s + end], h.mask);
+            // A compressed message's frames (control frames between them are not its own).
+            if (h.rsv1() && self.inflater.is_some()) || (self.compressed_len.is_some() && h.opcode == Opcode::Continuation) {
+                if let Some(found) = self.inflate_frame(&h, end)? {
+                    return Ok(Next::Found(found));
+                }
+                continue;
+            }
             match h.opcode {
                 Opcode::Text | Opcode::Binary if h.fin => {
                     self.consumed = end;
@@ -503,6 +565,31 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// Inflates the frame at the front (`end` bytes, header `h`) of a compressed message into the
+    /// reassembly buffer; the message when this frame ends it.
+    #[inline(never)]
+    fn inflate_frame(&mut self, h: &Header, end: usize) -> Result<Option<Found>, ProtocolError> {
+        let s = self.start;
+        let Some(inflater) = self.inflater.as_mut() else { unreachable!("called only with an inflater") };
+        if h.opcode != Opcode::Continuation {
+            self.fragmented = Some(h.opcode);
+            self.compressed_len = Some(0);
+            pool::refill(&mut self.message);
+        }
+        self.compressed_len = self.compressed_len.map(|n| n + h.payload_len as u64);
+        let max = usize::try_from(self.limits.max_message_len).unwrap_or(usize::MAX);
+        inflater.inflate(&self.buf[s + h.len..s + end], h.fin, &mut self.message, max)?;
+        self.start += end;
+        self.check_text_so_far()?;
+        if !h.fin {
+            return Ok(None);
+        }
+        let opcode = self.fragmented.take().expect("set by the first frame");
+        self.compressed_len = None;
+        self.message_done = true;
+        Ok(Some(Found::Message(opcode)))
     }
 
     /// Fails a fragmented text message as soon as it holds a byte sequence that no continuation
@@ -680,6 +767,76 @@ mod tests {
         d.allow_rsv(0x40);
         d.feed(&[0xa2, 0x80, 0, 0, 0, 0]);
         assert_eq!(d.poll(), Err(ProtocolError::ReservedBits), "RSV2 stays refused");
+    }
+
+    /// A decoder with permessage-deflate on (no context takeover, 15-bit windows).
+    fn inflating(limits: Limits) -> Decoder {
+        let params = crate::deflate::Params {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        };
+        let mut d = Decoder::new(limits);
+        d.set_inflater(Inflater::new(&params));
+        d
+    }
+
+    /// A client frame with RSV1 set.
+    fn rsv1_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut f = client_frame(fin, opcode, payload, mask);
+        f[0] |= 0x40;
+        f
+    }
+
+    /// `message` deflated as a client sends it: raw, sync-flushed, the tail removed.
+    fn deflated(message: &[u8]) -> Vec<u8> {
+        let mut c = flate2::Compress::new(flate2::Compression::new(6), false);
+        let mut out = Vec::with_capacity(message.len() + 64);
+        c.compress_vec(message, &mut out, flate2::FlushCompress::Sync).unwrap();
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_whole_or_in_fragments_with_control_frames_between() {
+        let text = "compressed text, compressed text, compressed text".repeat(20);
+        let z = deflated(text.as_bytes());
+        let mut d = inflating(Limits::default());
+        let mut input = rsv1_frame(true, 0x1, &z, M);
+        input.extend(rsv1_frame(false, 0x2, &z[..3], M));
+        input.extend(client_frame(true, 9, b"between", M));
+        input.extend(client_frame(false, 0, &z[3..10], M));
+        input.extend(client_frame(true, 0, &z[10..], M));
+        input.extend(client_frame(true, 2, b"plain", M));
+        d.feed(&input);
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Text(&text))));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Ping(b"between"))));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(text.as_bytes()))));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(b"plain"))));
+        assert!(d.inflater().is_some_and(|i| !i.holds_state()), "no state kept between messages");
+    }
+
+    #[test]
+    fn compressed_input_errors_and_their_close_codes() {
+        let z = deflated(&[b'a'; 1000]);
+        let cases: Vec<(Vec<u8>, ProtocolError, u16)> = vec![
+            (rsv1_frame(true, 0x9, b"p", M), ProtocolError::CompressedControl, 1002),
+            ([rsv1_frame(false, 0x2, &z[..2], M), rsv1_frame(true, 0x0, &z[2..], M)].concat(), ProtocolError::CompressedContinuation, 1002),
+            (rsv1_frame(true, 0x2, &[0xff, 0xff], M), ProtocolError::BadCompressedData, 1007),
+            (rsv1_frame(true, 0x1, &deflated(b"\xff\xfe"), M), ProtocolError::InvalidText, 1007),
+            (rsv1_frame(true, 0x2, &z, M), ProtocolError::InflatedTooBig { max: 999 }, 1009),
+        ];
+        for (input, want, code) in cases {
+            let mut d = inflating(Limits { max_payload_len: 999, max_message_len: 999 });
+            d.feed(&input);
+            assert_eq!(d.poll(), Err(want));
+            assert_eq!(want.close_code(), code, "{want}");
+        }
+        // Exactly the limit inflated is accepted.
+        let mut d = inflating(Limits::up_to(1000));
+        d.feed(&rsv1_frame(true, 0x2, &z, M));
+        assert_eq!(d.poll(), Ok(Poll::Event(Event::Binary(&[b'a'; 1000]))));
     }
 
     #[test]

@@ -14,6 +14,20 @@ local function opts_from_args()
             opts[k] = tonumber(args[k]) or args[k]
         end
     end
+    -- compression=true, or compression=key:value,key:value (numbers and true/false)
+    local c = args.compression
+    if c == "true" then
+        opts.compression = true
+    elseif c then
+        opts.compression = {}
+        for k, v in c:gmatch("([%w_]+):([^,]+)") do
+            if v == "true" or v == "false" then
+                opts.compression[k] = v == "true"
+            else
+                opts.compression[k] = tonumber(v) or v
+            end
+        end
+    end
     return opts
 end
 

@@ -84,7 +84,7 @@ function _M.send(self, data)
     return self.sock:send(data)
 end
 
---- Reads one server frame: opcode, payload, fin | nil, err.
+--- Reads one server frame: opcode, payload, fin, rsv (the RSV bits of byte 0) | nil, err.
 function _M.recv_frame(self)
     local sock = self.sock
     local hdr, err = sock:receive(2)
@@ -111,17 +111,18 @@ function _M.recv_frame(self)
             return nil, err
         end
     end
-    return bit.band(b0, 0x0f), payload, bit.band(b0, 0x80) ~= 0
+    return bit.band(b0, 0x0f), payload, bit.band(b0, 0x80) ~= 0, bit.band(b0, 0x70)
 end
 
---- Reads one whole message (reassembling fragments; control frames are returned as they come).
+--- Reads one whole message (reassembling fragments; control frames are returned as they come):
+--- opcode, payload, the RSV bits of its first frame.
 function _M.recv(self)
-    local op, payload, fin = self:recv_frame()
+    local op, payload, fin, rsv = self:recv_frame()
     if not op then
         return nil, payload
     end
     if op >= 8 or fin then
-        return op, payload
+        return op, payload, rsv
     end
     local parts = { payload }
     while true do
@@ -131,7 +132,7 @@ function _M.recv(self)
         end
         parts[#parts + 1] = p2
         if fin2 then
-            return op, concat(parts)
+            return op, concat(parts), rsv
         end
     end
 end

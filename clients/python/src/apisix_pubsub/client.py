@@ -351,7 +351,7 @@ class connect:
             "additional_headers": dict(headers or {}),
             "open_timeout": open_timeout,
             "max_size": max_message_size,
-            "compression": None,  # the server negotiates no extension
+            "compression": None,  # the demo locations do not compress (compression = false)
             **websocket_options,
         }
         self._client: Client | None = None

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# permessage-deflate on against off, in the same run: one nginx worker (pinned to CPU 0 where
+# taskset exists) serving /native (compression off, the default) and /native_compressed
+# (compression = true), the load generator on CPU 1 offering permessage-deflate (--compress) or
+# not, the two taking turns in every round. Cells: a 16 B ping (under the threshold: what
+# compression costs a message it does not compress), JSON-like and random states of 1 KiB and
+# 60 KB. Reported per cell (medians of the rounds): msgs/s, worker CPU (fraction of a core),
+# worker µs per message, and bytes on the wire per message (requests out, replies in).
+#
+#   COMP_SECONDS (default 3), COMP_ROUNDS (default 3), COMP_CONNS (default 16), COMP_DEPTH (default 16)
+#   COMP_CELLS   payload:bytes cells (default "bytes:16 json:1024 json:60000 random:1024 random:60000")
+#   COMP_MODES   default "off on"; also on-l1 (compression at zlib level 1 for every size)
+#   COMP_OUT     the results file (default bench/results/<UTC time>-compression.jsonl; never overwritten)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+eval "$("$root/scripts/runtime.sh")"
+lg="$root/loadgen/target/release/pubsub-loadgen"
+secs="${COMP_SECONDS:-3}" rounds="${COMP_ROUNDS:-3}" conns="${COMP_CONNS:-16}" depth="${COMP_DEPTH:-16}"
+out="${COMP_OUT:-$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)-compression.jsonl}"
+[ -e "$out" ] && { echo "compression_bench: $out exists" >&2; exit 2; }
+mkdir -p "$(dirname "$out")"
+: > "$out"
+dir="$(mktemp -d /tmp/apisix-pubsub-rs-comp.XXXXXX)"
+mkdir -p "$dir/conf" "$dir/logs" "$dir/lua"
+"$root/scripts/runtime.sh" --lua > "$dir/lua/pubsub_runtime.lua"
+pin_server="" pin_client=""
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pin_server="worker_cpu_affinity 01;"; pin_client="taskset -c 1"
+fi
+port=9481
+cat > "$dir/conf/nginx.conf" <<CONF
+$("$root/scripts/runtime.sh" --main-conf)
+daemon off;
+worker_processes 1;
+$pin_server
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    lua_socket_log_errors off;
+    lua_package_path "$root/bench/?.lua;$dir/lua/?.lua;$PUBSUB_LUA_PATH;";
+    lua_package_cpath "$root/target/release/lib?.so;$PUBSUB_LUA_CPATH;";
+    server {
+        listen 127.0.0.1:$port;
+        location = /native { content_by_lua_block { require("servers").native(2097152) } }
+        location = /native_compressed { content_by_lua_block { require("servers").native_compressed(2097152, tonumber(ngx.var.arg_level)) } }
+    }
+}
+CONF
+. "$root/bench/nginx-instance.sh"
+start_nginx "$dir"
+trap 'kill -QUIT $nginx_master 2>/dev/null; wait $nginx_master 2>/dev/null || true' EXIT
+for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.1; done
+cells="${COMP_CELLS:-bytes:16 json:1024 json:60000 random:1024 random:60000}"
+for round in $(seq "$rounds"); do
+    for cell in $cells; do
+        payload="${cell%%:*}" state="${cell##*:}"
+        for mode in ${COMP_MODES:-off on}; do
+            path=/native flag=""
+            case "$mode" in
+                on) path=/native_compressed flag=--compress ;;
+                on-l1) path="/native_compressed?level=1" flag=--compress ;;
+            esac
+            $pin_client "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" \
+                --payload "$payload" $flag -t "$secs" --server-pid "$nginx_worker" \
+                --label "round $round $payload $state $mode" | sed "s/\"compress\":true/\"compress\":\"$mode\"/" >> "$out"
+        done
+    done
+done
+echo "compression_bench: $out"
+python3 "$root/bench/compression_report.py" "$out"
