@@ -137,8 +137,12 @@ pub mod slot {
     pub const QUEUE_HIGH_WATER: usize = 7;
     /// Pongs sent (answers to pings).
     pub const PONGS_OUT: usize = 8;
+    /// WebSocket frames received whole (a fragmented message's each, control frames too).
+    pub const FRAMES_IN: usize = 9;
+    /// WebSocket frames queued to send (each fragment, control frames too).
+    pub const FRAMES_OUT: usize = 10;
     /// Messages received, by [`message_type`].
-    pub const RECEIVED: usize = 9;
+    pub const RECEIVED: usize = 11;
     /// Connections ended, by [`end_reason`].
     pub const ENDED: usize = RECEIVED + message_type::NAMES.len();
     /// Close codes received, 1000-1015 then "other".
@@ -299,6 +303,18 @@ impl Metrics {
     #[inline(always)]
     pub fn bytes_out(&self, n: usize) {
         self.add(slot::BYTES_OUT, n as u64);
+    }
+
+    /// A whole frame was received.
+    #[inline(always)]
+    pub fn frame_in(&self) {
+        self.add(slot::FRAMES_IN, 1);
+    }
+
+    /// A frame was queued to send.
+    #[inline(always)]
+    pub fn frame_out(&self) {
+        self.add(slot::FRAMES_OUT, 1);
     }
 
     /// A message of type `t` ([`message_type`]) was received.
@@ -490,6 +506,8 @@ impl Figures {
         labelled(&mut s, "pushes_refused_total", "Pushes refused, by reason.", "reason", &["queue_full", "closed"], slot::PUSHES_FULL);
         labelled(&mut s, "messages_received_total", "WebSocket messages received, by type (a fragmented message counts once).", "type", &message_type::NAMES, slot::RECEIVED);
         one(&mut s, "pongs_sent_total", "counter", "Pong frames sent in answer to pings.", self.0[slot::PONGS_OUT]);
+        one(&mut s, "frames_received_total", "counter", "WebSocket frames received (each fragment and control frame).", self.0[slot::FRAMES_IN]);
+        one(&mut s, "frames_sent_total", "counter", "WebSocket frames queued to send (each fragment and control frame).", self.0[slot::FRAMES_OUT]);
         one(&mut s, "received_bytes_total", "counter", "Bytes read from pubsub sockets (after the handshake).", self.0[slot::BYTES_IN]);
         one(&mut s, "sent_bytes_total", "counter", "Bytes written to pubsub sockets.", self.0[slot::BYTES_OUT]);
         one(&mut s, "queue_high_water_bytes", "gauge", "The most bytes one connection's output queue held (the maximum over workers).", self.0[slot::QUEUE_HIGH_WATER]);
@@ -524,6 +542,8 @@ impl Figures {
             ("replies", slot::REPLIES),
             ("pushes_sent", slot::PUSHES_SENT),
             ("pongs_sent", slot::PONGS_OUT),
+            ("frames_received", slot::FRAMES_IN),
+            ("frames_sent", slot::FRAMES_OUT),
             ("received_bytes", slot::BYTES_IN),
             ("sent_bytes", slot::BYTES_OUT),
             ("queue_high_water_bytes", slot::QUEUE_HIGH_WATER),
@@ -608,7 +628,7 @@ mod tests {
         assert_eq!(got, (0..kinds.len()).collect::<Vec<_>>());
         assert_eq!(PROTOCOL_ERROR_NAMES.len(), kinds.len() + 1, "a name for each kind, and other");
         let bases = [slot::RECEIVED, slot::ENDED, slot::CLOSE_CODES, slot::PROTOCOL_ERRORS, slot::ERROR_REPLIES, slot::COMMANDS, slot::HANDLER, slot::COUNT];
-        assert!(bases.windows(2).all(|w| w[0] < w[1]) && slot::PONGS_OUT < slot::RECEIVED);
+        assert!(bases.windows(2).all(|w| w[0] < w[1]) && slot::PONGS_OUT < slot::FRAMES_IN && slot::FRAMES_OUT < slot::RECEIVED);
     }
 
     #[test]
@@ -638,6 +658,9 @@ mod tests {
         assert!(now_us() >= t, "monotonic");
         m.protocol_error(&ProtocolError::Unmasked);
         m.received(message_type::PING);
+        m.frame_in();
+        m.frame_out();
+        m.frame_out();
         let f = m.snapshot();
         if !ENABLED {
             assert_eq!(f, Figures::default());
@@ -659,6 +682,8 @@ mod tests {
             ("apisix_pubsub_queue_high_water_bytes", "500"),
             ("apisix_pubsub_protocol_errors_total{kind=\"unmasked\"}", "1"),
             ("apisix_pubsub_messages_received_total{type=\"ping\"}", "1"),
+            ("apisix_pubsub_frames_received_total", "1"),
+            ("apisix_pubsub_frames_sent_total", "2"),
             ("apisix_pubsub_handler_seconds_bucket{command=\"cmd_ping\",le=\"0.000025\"}", "0"),
             ("apisix_pubsub_handler_seconds_bucket{command=\"cmd_ping\",le=\"0.00005\"}", "1"),
             ("apisix_pubsub_handler_seconds_bucket{command=\"cmd_ping\",le=\"10\"}", "1"),

@@ -40,6 +40,7 @@ pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: 
 /// Writes an unmasked server frame header at the front of `dst`, which must hold
 /// [`header_len`]`(payload_len)` bytes; returns that length.
 pub fn write_header(dst: &mut [u8], fin: bool, opcode: Opcode, payload_len: usize) -> usize {
+    crate::metrics::WORKER.frame_out();
     dst[0] = if fin { 0x80 } else { 0 } | opcode.bits();
     match payload_len {
         0..=125 => {

@@ -530,6 +530,7 @@ impl Decoder {
             }
             let s = self.start;
             unmask(&mut self.buf[s + h.len..s + end], h.mask);
+            crate::metrics::WORKER.frame_in();
             // A compressed message's frames (control frames between them are not its own).
             if (h.rsv1() && self.inflater.is_some()) || (self.compressed_len.is_some() && h.opcode == Opcode::Continuation) {
                 if let Some(found) = self.inflate_frame(&h, end)? {

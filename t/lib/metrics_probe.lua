@@ -20,13 +20,13 @@ local function fetch(params)
 end
 
 --- The server: cmd_ping answered by the library, cmd_kafka_fetch by `fetch`, no handler for
--- cmd_kafka_list_offset. Query: timeout, max_queue_bytes, on_full, push (pushes of `size`
+-- cmd_kafka_list_offset. Query: timeout, max_queue_bytes, on_full, fragment_size, push (pushes of `size`
 -- bytes sent at once from a light thread, then one more after the end), log_end (log this
 -- worker's worker_exiting count once wait() returns).
 function _M.serve()
     local args = ngx.req.get_uri_args()
     local ps = assert(pubsub.new({ timeout = tonumber(args.timeout), max_queue_bytes = tonumber(args.max_queue_bytes),
-                                   on_full = args.on_full }))
+                                   on_full = args.on_full, fragment_size = tonumber(args.fragment_size) }))
     ps:on("cmd_kafka_fetch", fetch)
     local n = tonumber(args.push)
     if n then

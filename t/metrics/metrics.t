@@ -71,6 +71,8 @@ connections_accepted +1
 connections_ended.peer_close +1
 error_replies.undecodable +1
 error_replies.unknown_command +1
+frames_received +9
+frames_sent +7
 handler.cmd_kafka_fetch.count +1
 handler.cmd_kafka_list_offset.count +1
 messages_received.binary +5
@@ -84,7 +86,48 @@ replies +5
 
 
 
-=== TEST 2: error replies by kind
+=== TEST 2: frames: each fragment of a message received and sent, control frames between them
+--- config
+    location /t {
+        content_by_lua_block {
+            local probe = require("metrics_probe")
+            local rawws = require("rawws")
+            local before = probe.read()
+            local ws = assert(rawws.connect("/ps?fragment_size=100"))
+            -- A ping of 300 bytes' state in three fragments, a ping frame between the first two.
+            local req = require("protobuf").encode("PubSubReq", { sequence = 1, cmd_ping = { state = string.rep("s", 300) } })
+            ws:send(rawws.frame(2, req:sub(1, 100), { fin = false }))
+            ws:send(rawws.frame(9, "c"))
+            ws:send(rawws.frame(0, req:sub(101, 200), { fin = false }))
+            ws:send(rawws.frame(0, req:sub(201)))
+            local op = ws:recv()
+            ngx.say("control answered: ", op)
+            local r = assert(ws:resp())
+            ngx.say("pong of ", #r.pong_resp.state)
+            ws:send(rawws.close_frame(1000))
+            ws:close_code()
+            probe.settle()
+            ngx.say(probe.changes(before, "bytes$"))
+        }
+    }
+--- response_body
+control answered: 10
+pong of 300
+commands.cmd_ping +1
+connections_accepted +1
+connections_ended.peer_close +1
+frames_received +5
+frames_sent +6
+messages_received.binary +1
+messages_received.close +1
+messages_received.ping +1
+peer_close_codes.1000 +1
+pongs_sent +1
+replies +1
+
+
+
+=== TEST 3: error replies by kind
 --- config
     location /t {
         content_by_lua_block {
@@ -119,6 +162,8 @@ error_replies.encode_failure +1
 error_replies.handler_error +2
 error_replies.handler_raised +1
 error_replies.unknown_command +1
+frames_received +7
+frames_sent +7
 handler.cmd_kafka_fetch.count +5
 handler.cmd_kafka_list_offset.count +1
 messages_received.binary +6
@@ -132,7 +177,7 @@ kaboom
 
 
 
-=== TEST 3: ends by reason: protocol error (by kind), timeout in a frame, receive error, peer close codes
+=== TEST 4: ends by reason: protocol error (by kind), timeout in a frame, receive error, peer close codes
 --- config
     location /t {
         content_by_lua_block {
@@ -167,6 +212,8 @@ connections_ended.peer_close +1
 connections_ended.protocol_error +1
 connections_ended.receive_error +1
 connections_ended.timeout +1
+frames_received +2
+frames_sent +4
 messages_received.binary +1
 messages_received.close +1
 peer_close_codes.other +1
@@ -177,7 +224,7 @@ replies +1
 
 
 
-=== TEST 4: pushes sent, refused for a full queue and after the end; a close for a full queue
+=== TEST 5: pushes sent, refused for a full queue and after the end; a close for a full queue
 --- config
     location /t {
         content_by_lua_block {
@@ -208,6 +255,8 @@ replies +1
 close 1000
 connections_accepted +1
 connections_ended.peer_close +1
+frames_received +1
+frames_sent +4
 messages_received.close +1
 peer_close_codes.1000 +1
 pushes_refused.closed +1
@@ -216,6 +265,7 @@ pushes_sent +3
 on_full=close: close 1008
 connections_accepted +1
 connections_ended.queue_full +1
+frames_sent +4
 pushes_refused.closed +7
 pushes_refused.queue_full +1
 pushes_sent +3
@@ -224,7 +274,7 @@ its push queue is full
 
 
 
-=== TEST 5: handler time: a histogram per command, on a monotonic clock, in seconds, from the command handed out to its reply queued
+=== TEST 6: handler time: a histogram per command, on a monotonic clock, in seconds, from the command handed out to its reply queued
 --- config
     location /t {
         content_by_lua_block {
@@ -266,7 +316,7 @@ table: 2 true
 
 
 
-=== TEST 6: the exposition: HELP and TYPE for every family, labels, names of this build's schema
+=== TEST 7: the exposition: HELP and TYPE for every family, labels, names of this build's schema
 --- config
     location /t {
         content_by_lua_block {
@@ -301,17 +351,19 @@ apisix_pubsub_pushes_sent_total counter
 apisix_pubsub_pushes_refused_total counter
 apisix_pubsub_messages_received_total counter
 apisix_pubsub_pongs_sent_total counter
+apisix_pubsub_frames_received_total counter
+apisix_pubsub_frames_sent_total counter
 apisix_pubsub_received_bytes_total counter
 apisix_pubsub_sent_bytes_total counter
 apisix_pubsub_queue_high_water_bytes gauge
 apisix_pubsub_handler_seconds histogram
-helps: 17
+helps: 19
 samples: true
 apisix_pubsub_commands_total{command="cmd_kafka_list_offset"} 0
 
 
 
-=== TEST 7: a counter wraps to 0 past 2^64 - 1 (Prometheus reads it as a reset)
+=== TEST 8: a counter wraps to 0 past 2^64 - 1 (Prometheus reads it as a reset)
 --- config
     location /t {
         content_by_lua_block {
@@ -336,7 +388,7 @@ table: 0
 
 
 
-=== TEST 8: configure refuses what it cannot use
+=== TEST 9: configure refuses what it cannot use
 --- config
     location /t {
         content_by_lua_block {
