@@ -819,3 +819,51 @@ bad option: 400
 --- error_log
 pubsub callback handler not registered for the command, command: cmd_empty
 failed to initialize pubsub module, err: bad option unknown_command: "named" or "plain" expected, got loud
+
+
+
+=== TEST 26: a handler gets the request's sequence as its second argument when it declares one (or `...`), and only then
+--- config
+    location /seq {
+        content_by_lua_block {
+            local ps = assert(require("apisix_pubsub_rs").new())
+            ps:on("cmd_kafka_fetch", function(params, seq)
+                return { pong_resp = { state = "two: " .. type(seq) .. " " .. tostring(seq) } }
+            end)
+            ps:on("cmd_kafka_list_offset", function(...)
+                return { pong_resp = { state = "vararg: " .. select("#", ...) .. " " .. tostring(select(2, ...)) } }
+            end)
+            ps:on("cmd_ping", function(params, ...)
+                return { pong_resp = { state = "one: " .. select("#", ...) } }
+            end)
+            ps:on("cmd_empty", function(params)
+                return { pong_resp = { state = "plain" } }
+            end)
+            ps:wait()
+        }
+    }
+    location /t {
+        content_by_lua_block {
+            local ws = require("rawws").connect("/seq")
+            for _, req in ipairs({
+                { sequence = 7, cmd_kafka_fetch = { topic = "t" } },
+                { sequence = "#9223372036854775807", cmd_kafka_fetch = { topic = "t" } },
+                { sequence = 8, cmd_kafka_list_offset = { topic = "t" } },
+                { sequence = 9, cmd_ping = { state = "x" } },
+                { sequence = 10, cmd_empty = {} },
+            }) do
+                ws:send(ws.req(req))
+                local r = assert(ws:resp())
+                ngx.say(tostring(r.sequence), " ", r.pong_resp.state)
+            end
+            ws:send(ws.close_frame(1000))
+            ngx.say("close ", ws:close_code())
+        }
+    }
+--- response_body
+7 two: number 7
+#9223372036854775807 two: string #9223372036854775807
+8 vararg: 2 8
+9 one: 1
+10 plain
+close 1000
