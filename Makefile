@@ -142,10 +142,7 @@ bench: deps build loadgen
 
 # nchan (Debian's libnginx-mod-nchan) is the peer of the push benchmark only, so `make deps` leaves it out.
 bench-push: deps build loadgen
-	@dpkg-query -W -f='$${Status}' libnginx-mod-nchan 2>/dev/null | grep -q "ok installed" || { \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libnginx-mod-nchan >/dev/null; }
+	$(call install-debs,libnginx-mod-nchan)
 	./bench/push_bench.sh
 
 bench-compression: deps build loadgen
@@ -199,8 +196,5 @@ clean:
 
 # Channels over Redis against nchan using Redis (nchan_use_redis), on one redis-server.
 bench-channels: deps build loadgen
-	@dpkg-query -W -f='$${Status}' libnginx-mod-nchan 2>/dev/null | grep -q "ok installed" || { \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends libnginx-mod-nchan >/dev/null; }
+	$(call install-debs,libnginx-mod-nchan)
 	./bench/channels_bench.sh
