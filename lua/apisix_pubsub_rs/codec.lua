@@ -161,6 +161,15 @@ function _M.release_held(held, id)
     end
 end
 
+--- Releases the values `holder` took since its count of held values was `before` (a reply or
+-- push that was dropped after holding them).
+function _M.release_since(holder, before)
+    local held = holder.held
+    for id = before + 1, held and held.n or 0 do
+        _M.release_held(held, id)
+    end
+end
+
 local hold = _M.hold
 local encode_fields
 

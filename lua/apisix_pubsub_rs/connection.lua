@@ -45,6 +45,7 @@ local int64_for_lua = codec.int64_for_lua
 -- sequence, whose conversion from int64 costs a handler call about a third more instructions.
 local takes_sequence = setmetatable({}, { __mode = "k" })
 local build_params, encode_reply, release_held = codec.build_params, codec.encode_reply, codec.release_held
+local release_since = codec.release_since
 local hold, to_int64 = codec.hold, codec.to_int64
 -- Messages of pubsub.message at least this long are queued by reference (see send).
 local SHARE_MIN = 256
@@ -422,10 +423,7 @@ function _M.send(self, reply, sequence)
             rc = C.session_push_finish(sess)
         end
         if rc ~= PUSH.OK then
-            held = self.held
-            for id = held_before + 1, held and held.n or 0 do
-                release_held(held, id)
-            end
+            release_since(self, held_before)
             if rc == PUSH.FAILED then
                 return nil, "failed to encode the push: " .. (err or codec.last_error())
             end
@@ -490,10 +488,7 @@ local function serve_command(self, ev)
     end
     if encode_err then
         -- The reply is dropped, and with it the values it held.
-        held = self.held
-        for id = held_before + 1, held and held.n or 0 do
-            release_held(held, id)
-        end
+        release_since(self, held_before)
         ngx_log(ERR, "failed to encode response message, err: ", encode_err)
         local msg = "failed to encode response message"
         C.metrics_error(ERRKIND.ENCODE_FAILURE)
