@@ -486,19 +486,23 @@ impl Session {
             return Err(PushError::Closed);
         }
         self.abandon();
-        if let Some(d) = self.deflate.as_deref_mut() {
-            if !d.context_takeover() || fits(&self.out, payload.len(), self.max_queue) {
-                let mut compressed = Vec::new();
-                if d.deflate_into(payload, &mut compressed) {
-                    return self.push_deflated(&compressed, None, true);
-                }
-            }
-        }
-        let queued = match held {
-            Some(id) if !self.out.fragments() => self.out.push_held(id, payload.len(), self.max_queue),
-            _ => self.out.push_copy(payload, self.max_queue),
+        let queued = match self.deflated(payload) {
+            Some(compressed) => self.queue_bytes(&compressed, None, true),
+            None => self.queue_bytes(payload, held, false),
         };
         count_push(queued, self.out.pending())
+    }
+
+    /// permessage-deflate: `payload` compressed for this connection, when it is to go compressed
+    /// (with server context takeover, only if it would fit the queue uncompressed: see
+    /// [`seal_deflated`]).
+    fn deflated(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        let d = self.deflate.as_deref_mut()?;
+        if d.context_takeover() && !fits(&self.out, payload.len(), self.max_queue) {
+            return None;
+        }
+        let mut compressed = Vec::new();
+        d.deflate_into(payload, &mut compressed).then_some(compressed)
     }
 
     /// Queues a push made once for all connections of its [`deflate::SharedKey`]
@@ -511,12 +515,14 @@ impl Session {
             return Err(PushError::Closed);
         }
         self.abandon();
-        let queued = self.queue_deflated(payload, held, compressed);
+        let queued = self.queue_bytes(payload, held, compressed);
         count_push(queued, self.out.pending())
     }
 
-    /// The queueing of [`Session::push_deflated`].
-    fn queue_deflated(&mut self, payload: &[u8], held: Option<u32>, compressed: bool) -> Result<(), PushError> {
+    /// Queues `payload`, a whole `PubSubResp` (compressed when `compressed`: RSV1 is then set on
+    /// its first frame), as a push: by reference, as value `held` of the caller, when given and
+    /// the queue does not fragment, else copied.
+    fn queue_bytes(&mut self, payload: &[u8], held: Option<u32>, compressed: bool) -> Result<(), PushError> {
         let mark = self.out.total_queued();
         let held_len = match held {
             Some(id) if !self.out.fragments() => {
