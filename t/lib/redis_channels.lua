@@ -136,7 +136,7 @@ local second_prefix
 function _M.start_second(binary, port)
     local prefix = ngx.config.prefix()
     second_prefix = prefix .. "second/"
-    assert(os.execute("mkdir -p " .. second_prefix .. "conf " .. second_prefix .. "logs") == 0)
+    assert(server.sh("mkdir -p " .. second_prefix .. "conf " .. second_prefix .. "logs"))
     local f = assert(io.open(prefix .. "conf/nginx.conf"))
     local conf = f:read("*a")
     f:close()
@@ -147,8 +147,7 @@ function _M.start_second(binary, port)
     f:write(conf)
     f:close()
     -- As for redis-server: nginx's own sockets are closed before the second one runs.
-    assert(os.execute("perl -MPOSIX -e 'POSIX::close($_) for 3 .. 1023; exec @ARGV' " .. binary
-        .. " -p " .. second_prefix .. " -c conf/nginx.conf >/dev/null 2>&1 &") == 0)
+    assert(server.sh(binary .. " -p " .. second_prefix .. " -c conf/nginx.conf >/dev/null 2>&1 &", true))
     for _ = 1, 500 do
         local sock = ngx.socket.tcp()
         local ok = sock:connect("127.0.0.1", port)

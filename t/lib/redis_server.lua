@@ -3,6 +3,18 @@
 
 local _M = {}
 
+--- Runs the shell command `cmd`; true when it exited 0 (os.execute returns 0 on plain Lua 5.1
+-- semantics and true on a LuaJIT built with LUA52COMPAT, as OpenResty's is). With `detached`,
+-- the descriptors the worker would pass on (3 and up, nginx's listening sockets among them) are
+-- closed first, for a server started from a block.
+function _M.sh(cmd, detached)
+    if detached then
+        cmd = "perl -MPOSIX -e 'POSIX::close($_) for 3 .. 1023; exec @ARGV' " .. cmd
+    end
+    local rc = os.execute(cmd)
+    return rc == 0 or rc == true
+end
+
 --- Called from init_by_lua with TEST_NGINX_REDIS_PORT / _DIR / _SERVER.
 function _M.init(port, dir, binary)
     _M.port, _M.dir, _M.binary = port, dir, binary
@@ -67,8 +79,7 @@ end
 function _M.start()
     -- Started from a worker, it would inherit nginx's sockets (its listening port among them):
     -- they are closed before redis-server runs.
-    local cmd = "perl -MPOSIX -e 'POSIX::close($_) for 3 .. 1023; exec @ARGV' " .. _M.binary .. " " .. _M.dir .. "/redis.conf"
-    assert(os.execute(cmd) == 0, "redis-server failed to start")
+    assert(_M.sh(_M.binary .. " " .. _M.dir .. "/redis.conf", true), "redis-server failed to start")
     for _ = 1, 500 do
         if serving() then
             return true
