@@ -143,6 +143,11 @@ function _M.start_second(binary, port)
     local n
     conf, n = conf:gsub("listen(%s+)%d+", "listen%1" .. port, 1)
     assert(n == 1, "no listen directive")
+    -- Test::Nginx names the pid file and the logs by absolute paths under this prefix: the
+    -- second one's go under its own (else it would take over this nginx's pid file).
+    local logs = (prefix .. "logs/"):gsub("%p", "%%%0")
+    local second_logs = (second_prefix .. "logs/"):gsub("%%", "%%%%")
+    conf = conf:gsub(logs, second_logs)
     f = assert(io.open(second_prefix .. "conf/nginx.conf", "w"))
     f:write(conf)
     f:close()
