@@ -33,9 +33,10 @@ T             ?= t/
 DEB_RUN_PACKAGES  = nginx libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
 DEB_RUN_TEST_PACKAGES = lua-nginx-websocket
 # What make test needs on any runtime: cargo's tests (LuaJIT), protoc, the rock check, the .t runner.
+# (openssl: the test certificate of t/pubsub/direct.t)
 DEB_TEST_PACKAGES = libluajit2-5.1-dev luajit2 protobuf-compiler luarocks \
                libtest-base-perl libtest-longstring-perl liblist-moreutils-perl libtext-diff-perl \
-               libhttp-message-perl liburi-perl redis-server
+               libhttp-message-perl liburi-perl redis-server openssl
 RUNTIME = $(shell scripts/runtime.sh --kind)
 DEB_RUNTIME = $(if $(filter debian,$(RUNTIME)),$(1))
 # All of them for this runtime (make deps DEB_PACKAGES=x installs x alone).

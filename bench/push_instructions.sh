@@ -9,6 +9,7 @@
 #   bench/push_instructions.sh
 #
 #   SUBSCRIBERS=1000 SIZE=16      the load
+#   SUB_PATH=/sub                 the subscribers' path (/sub?direct=0: every push through the writer thread)
 #   SECONDS_BEFORE=6 SECONDS_COUNTED=6   when the window starts (after the loadgen starts), its length
 #   LIB_DIR=target/release        where libapisix_pubsub_rs.so is (compare builds)
 #   TOP=15                        functions listed, by their own instructions
@@ -34,7 +35,7 @@ valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$PUBSUB_NGI
 vg=$!
 trap 'kill -QUIT $vg 2>/dev/null; wait $vg 2>/dev/null || true' EXIT
 for _ in $(seq 150); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.2; done
-"$lg" subscribe --addr "127.0.0.1:$port" --path /sub --publish /pub --format native -c "$subs" -s "$size" \
+"$lg" subscribe --addr "127.0.0.1:$port" --path "${SUB_PATH:-/sub}" --publish /pub --format native -c "$subs" -s "$size" \
     -t $((before + counted + 2)) > "$dir/loadgen.json" &
 lgpid=$!
 sleep "$before"

@@ -63,7 +63,8 @@ local function stamped(seq, pad)
 end
 
 local function open(extra)
-    local opts = { max_queue_bytes = tonumber(ngx.var.arg_max_queue), on_full = ngx.var.arg_on_full }
+    local opts = { max_queue_bytes = tonumber(ngx.var.arg_max_queue), on_full = ngx.var.arg_on_full,
+                   direct_push = ngx.var.arg_direct ~= "0" }
     for k, v in pairs(extra or {}) do
         opts[k] = v
     end

@@ -141,8 +141,10 @@ pub mod slot {
     pub const FRAMES_IN: usize = 9;
     /// WebSocket frames queued to send (each fragment, control frames too).
     pub const FRAMES_OUT: usize = 10;
+    /// Writes made by `send` itself, without the connection's writer thread (see src/ffi/socket.rs).
+    pub const DIRECT_WRITES: usize = 11;
     /// Messages received, by [`message_type`].
-    pub const RECEIVED: usize = 11;
+    pub const RECEIVED: usize = 12;
     /// Connections ended, by [`end_reason`].
     pub const ENDED: usize = RECEIVED + message_type::NAMES.len();
     /// Close codes received, 1000-1015 then "other".
@@ -353,6 +355,12 @@ impl Metrics {
         self.add(slot::PROTOCOL_ERRORS + protocol_error_kind(e), 1);
     }
 
+    /// `send` wrote to a socket itself.
+    #[inline(always)]
+    pub fn direct_write(&self) {
+        self.add(slot::DIRECT_WRITES, 1);
+    }
+
     /// `n` pushes were wholly written.
     #[inline(always)]
     pub fn pushes_sent(&self, n: usize) {
@@ -508,6 +516,7 @@ impl Figures {
         one(&mut s, "pongs_sent_total", "counter", "Pong frames sent in answer to pings.", self.0[slot::PONGS_OUT]);
         one(&mut s, "frames_received_total", "counter", "WebSocket frames received (each fragment and control frame).", self.0[slot::FRAMES_IN]);
         one(&mut s, "frames_sent_total", "counter", "WebSocket frames queued to send (each fragment and control frame).", self.0[slot::FRAMES_OUT]);
+        one(&mut s, "direct_writes_total", "counter", "Writes of pushes made by send() itself, the connection's writer thread being idle.", self.0[slot::DIRECT_WRITES]);
         one(&mut s, "received_bytes_total", "counter", "Bytes read from pubsub sockets (after the handshake).", self.0[slot::BYTES_IN]);
         one(&mut s, "sent_bytes_total", "counter", "Bytes written to pubsub sockets.", self.0[slot::BYTES_OUT]);
         one(&mut s, "queue_high_water_bytes", "gauge", "The most bytes one connection's output queue held (the maximum over workers).", self.0[slot::QUEUE_HIGH_WATER]);
@@ -544,6 +553,7 @@ impl Figures {
             ("pongs_sent", slot::PONGS_OUT),
             ("frames_received", slot::FRAMES_IN),
             ("frames_sent", slot::FRAMES_OUT),
+            ("direct_writes", slot::DIRECT_WRITES),
             ("received_bytes", slot::BYTES_IN),
             ("sent_bytes", slot::BYTES_OUT),
             ("queue_high_water_bytes", slot::QUEUE_HIGH_WATER),

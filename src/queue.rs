@@ -230,6 +230,54 @@ impl OutputQueue {
         }
     }
 
+    /// Bytes taken from the queue ([`OutputQueue::consume`]) whose write is not confirmed yet
+    /// ([`OutputQueue::written`]): non-zero while a write is under way.
+    pub fn in_flight(&self) -> u64 {
+        self.total_queued - self.pending() as u64 - self.total_written
+    }
+
+    /// The queued output from the front, as the pieces of one gathered write: runs of queued bytes
+    /// and, in their places, held values whose bytes `resolve` gives (the whole value; what was
+    /// consumed of it already is left out here). Stops before a held value `resolve` does not know,
+    /// or when `each` has had `max` pieces. Returns the bytes given to `each`.
+    pub fn pieces<'a>(
+        &'a self,
+        max: usize,
+        mut resolve: impl FnMut(u32) -> Option<&'a [u8]>,
+        mut each: impl FnMut(&'a [u8]),
+    ) -> usize {
+        let (mut pos, mut given, mut total) = (self.sent, 0, 0);
+        let mut skip = self.held_sent;
+        for r in &self.held {
+            if given == max {
+                return total;
+            }
+            if r.at > pos {
+                each(&self.buf[pos..r.at]);
+                given += 1;
+                total += r.at - pos;
+                pos = r.at;
+                if given == max {
+                    return total;
+                }
+            }
+            let Some(v) = resolve(r.id) else { return total };
+            debug_assert_eq!(v.len(), r.len, "a held value resolved to another length");
+            let v = &v[skip.min(v.len())..];
+            skip = 0;
+            if !v.is_empty() {
+                each(v);
+                given += 1;
+                total += v.len();
+            }
+        }
+        if given < max && self.queued > pos {
+            each(&self.buf[pos..self.queued]);
+            total += self.queued - pos;
+        }
+        total
+    }
+
     /// Drops `n` bytes from the front of the queue (what a write sent), held values included.
     pub fn consume(&mut self, mut n: usize) {
         self.wrote |= n > 0;
@@ -594,6 +642,95 @@ mod tests {
             proptest::prop_assert!(sent == expected);
             proptest::prop_assert_eq!(q.unsent_pushes(), 0);
         }
+    }
+
+    proptest::proptest! {
+        /// Gathered writes (the pieces a push written at once is made of), of any length, between
+        /// the writer's: the same bytes in the same order as the writer alone sends; pieces stop
+        /// before a held value they cannot resolve; what is taken counts as in flight until written.
+        #[test]
+        fn gathered_writes_keep_order_with_the_writers(
+            ops in proptest::collection::vec((0u8..5, 1usize..3000, 1usize..9000), 1..40),
+            unknown in 0u32..4,
+        ) {
+            let mut q = OutputQueue::new(None);
+            let mut e = ReplyEncoder::new(Schema::builtin());
+            let mut values: Vec<Vec<u8>> = Vec::new();
+            let mut expected: Vec<u8> = Vec::new();
+            let mut sent: Vec<u8> = Vec::new();
+            for (i, &(kind, size, step)) in ops.iter().enumerate() {
+                let state = vec![b'a' + (i % 26) as u8; size];
+                e.begin(i as i64);
+                e.put_pong(&state);
+                let payload = e.finish().unwrap().to_vec();
+                let mut frame = Vec::new();
+                frame::encode_frame(&mut frame, Opcode::Binary, &payload);
+                match kind {
+                    0 => {
+                        q.push_copy(&payload, usize::MAX).unwrap();
+                        expected.extend_from_slice(&frame);
+                    }
+                    1 | 2 => {
+                        values.push(payload.clone());
+                        q.push_held(values.len() as u32 - 1, payload.len(), usize::MAX).unwrap();
+                        expected.extend_from_slice(&frame);
+                    }
+                    3 => {
+                        let out = drain_some(&mut q, &values, step);
+                        proptest::prop_assert_eq!(q.in_flight(), out.len() as u64);
+                        q.written(out.len());
+                        sent.extend_from_slice(&out);
+                    }
+                    _ => {
+                        // A gathered write that the socket takes `step` bytes of.
+                        let mut out = Vec::new();
+                        let total = q.pieces(
+                            3,
+                            |id| if unknown > 0 && id % 4 == unknown { None } else { Some(&values[id as usize][..]) },
+                            |p| out.extend_from_slice(p),
+                        );
+                        proptest::prop_assert_eq!(total, out.len());
+                        proptest::prop_assert!(total <= q.pending());
+                        let n = step.min(total);
+                        proptest::prop_assert_eq!(q.in_flight(), 0);
+                        q.consume(n);
+                        proptest::prop_assert_eq!(q.in_flight(), n as u64);
+                        q.written(n);
+                        sent.extend_from_slice(&out[..n]);
+                    }
+                }
+                proptest::prop_assert_eq!(q.in_flight(), 0);
+            }
+            let rest = drain(&mut q, &values, 777);
+            q.written(rest.len());
+            sent.extend_from_slice(&rest);
+            proptest::prop_assert!(sent == expected);
+        }
+    }
+
+    #[test]
+    fn pieces_put_held_values_in_their_places() {
+        let values = [vec![b'h'; 300], vec![b'i'; 5]];
+        let mut q = OutputQueue::new(None);
+        q.push_copy(b"one", usize::MAX).unwrap();
+        q.push_held(0, 300, usize::MAX).unwrap();
+        q.push_held(1, 5, usize::MAX).unwrap();
+        let mut lens = Vec::new();
+        let total = q.pieces(16, |id| Some(&values[id as usize][..]), |p| lens.push(p.len()));
+        // "one" and the two headers before the first held value, its 300 bytes, the second header, 5.
+        assert_eq!(lens, [2 + 3 + 4, 300, 2, 5]);
+        assert_eq!(total, q.pending());
+        // Part of the first value consumed: it resumes where that ended.
+        q.consume(9 + 100);
+        let mut got = Vec::new();
+        q.pieces(16, |id| Some(&values[id as usize][..]), |p| got.push(p.to_vec()));
+        assert_eq!(got[0], vec![b'h'; 200]);
+        // A value it cannot resolve stops it, with what comes before given.
+        let mut n = 0;
+        let total = q.pieces(16, |id| (id == 0).then_some(&values[0][..]), |_| n += 1);
+        assert_eq!((n, total), (2, 200 + 2));
+        // And so does the piece limit.
+        assert_eq!(q.pieces(1, |id| Some(&values[id as usize][..]), |_| ()), 200);
     }
 
     /// One write of at most `max` bytes, as the writer makes it.

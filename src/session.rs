@@ -294,6 +294,18 @@ impl Session {
         self.out.consume(n);
     }
 
+    /// Whether a write of queued bytes is under way: taken from the queue, not yet confirmed by
+    /// [`Session::written`].
+    pub fn writing(&self) -> bool {
+        self.out.in_flight() > 0
+    }
+
+    /// The queued output from the front as the pieces of one gathered write (see
+    /// [`OutputQueue::pieces`]).
+    pub fn pieces<'a>(&'a self, max: usize, resolve: impl FnMut(u32) -> Option<&'a [u8]>, each: impl FnMut(&'a [u8])) -> usize {
+        self.out.pieces(max, resolve, each)
+    }
+
     /// True once a close was received, sent or forced by an error.
     pub fn is_ended(&self) -> bool {
         self.ended

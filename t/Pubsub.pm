@@ -58,6 +58,16 @@ our $ServerLocation = <<'_EOC_';
     }
 _EOC_
 
+# The /push location of the push suites: t/lib/push_server.lua, options and producer by query.
+our $PushLocation = <<'_EOC_';
+    lua_socket_log_errors off;
+    location /push {
+        content_by_lua_block {
+            require("push_server").serve()
+        }
+    }
+_EOC_
+
 sub import {
     my $class = shift;
     # Hand the import to the backend as if the suite had used it directly.

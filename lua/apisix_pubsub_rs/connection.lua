@@ -50,6 +50,25 @@ local hold, to_int64 = codec.hold, codec.to_int64
 -- Messages of pubsub.message at least this long are queued by reference (see send).
 local SHARE_MIN = 256
 
+-- A push may be written by send() itself when the connection's writer is idle and nothing is
+-- queued before it (src/ffi/socket.rs says when and why): for that, the running request and two
+-- of nginx's functions, found once per worker. Outside nginx, or where they are not found, every
+-- byte goes through the writer thread.
+local get_request = ngx and require("resty.core.base").get_request
+local NGX_UNIX_SEND, NGX_CLEANUP_ADD
+do
+    pcall(ffi.cdef, [[
+        ssize_t ngx_unix_send(void *c, unsigned char *buf, size_t size);
+        void *ngx_http_cleanup_add(void *r, size_t size);
+    ]])
+    local ok, send, cleanup = pcall(function()
+        return ffi.cast("void *", ffi.C.ngx_unix_send), ffi.cast("void *", ffi.C.ngx_http_cleanup_add)
+    end)
+    if ok and get_request then
+        NGX_UNIX_SEND, NGX_CLEANUP_ADD = send, cleanup
+    end
+end
+
 local _M = {
     version = native.version,
     _COMMANDS = schemas.builtin().command_names,
@@ -198,6 +217,10 @@ function _M.new(opts)
     if on_full ~= nil and on_full ~= "error" and on_full ~= "close" then
         return nil, "bad option on_full: \"error\" or \"close\" expected, got " .. tostring(on_full)
     end
+    local direct = opts.direct_push
+    if direct ~= nil and type(direct) ~= "boolean" then
+        return nil, "bad option direct_push: a boolean expected, got " .. type(direct)
+    end
     local unknown = opts.unknown_command
     if unknown ~= nil and unknown ~= "named" and unknown ~= "plain" then
         return nil, "bad option unknown_command: \"named\" or \"plain\" expected, got " .. tostring(unknown)
@@ -257,6 +280,7 @@ function _M.new(opts)
             wake = semaphore.new(),     -- the writer waits on it for output
             drained = semaphore.new(),  -- the reader waits on it for the writer
             close_on_full = on_full == "close",
+            direct = direct ~= false,   -- send() may write a push itself (see wait)
             plain_unknown = unknown == "plain", -- "unknown command" without the name (APISIX >= 3.0)
             ended = false,              -- send() returns "closed" from then on
             reason = nil,               -- what wait() returns when a push ended the connection
@@ -365,6 +389,7 @@ local function push_shared(self, msg, key)
     end
     local rc = C.session_push_shared(self.sess, payload, #payload, id, z and 1 or 0)
     if rc ~= PUSH.OK and id > 0 then
+        -- Refused, or written at once (PUSH.SENT): the value is not held any more.
         release_held(self.held, id)
     end
     return rc
@@ -410,6 +435,7 @@ function _M.send(self, reply, sequence)
         end
         rc = C.session_push_message(sess, bytes, #bytes, id)
         if rc ~= PUSH.OK and id > 0 then
+            -- Refused, or written at once (PUSH.SENT): the value is not held any more.
             release_held(self.held, id)
         end
     else
@@ -422,14 +448,17 @@ function _M.send(self, reply, sequence)
         else
             rc = C.session_push_finish(sess)
         end
-        if rc ~= PUSH.OK then
+        if rc ~= PUSH.OK and rc ~= PUSH.SENT then
             release_since(self, held_before)
             if rc == PUSH.FAILED then
                 return nil, "failed to encode the push: " .. (err or codec.last_error())
             end
         end
     end
-    if rc ~= PUSH.OK then
+    if rc == PUSH.SENT then
+        -- Written at once: nothing for the writer.
+        return true
+    elseif rc ~= PUSH.OK then
         return refused(self, rc)
     end
     writer.wake(self)
@@ -508,6 +537,7 @@ local function finish(self, result, reason, code)
     C.metrics_ended(reason, code or 0)
     local io = self.io
     io.ended = true
+    C.session_detach_socket(self.sess)
     writer.stop(self)
     local dropped = tonumber(C.session_unsent_pushes(self.sess))
     if dropped > 0 then
@@ -523,6 +553,9 @@ function _M.wait(self)
         error("bad self: call it as pubsub:wait()", 2)
     end
     local sess, ev, sock, io = self.sess, event, self.sock, self.io
+    if io.direct and NGX_UNIX_SEND then
+        C.session_attach_socket(sess, get_request(), NGX_UNIX_SEND, NGX_CLEANUP_ADD)
+    end
     writer.start(self)
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.

@@ -9,6 +9,11 @@
 -- here; the reader (connection.lua) never writes. It wakes the writer through `io.wake` and,
 -- when more than a write's worth is queued, waits on `io.drained` until it is written before
 -- reading on, so a client that does not read stalls its own reads instead of growing the queue.
+--
+-- One exception, for speed: a push queued while this thread is idle (nothing taken from the queue
+-- and not yet written) is written by `send` itself, one non-blocking writev of the queue's front
+-- (src/ffi/socket.rs). Writes never overlap, as taken bytes count as in flight until
+-- session_written; whatever that write leaves is this thread's again.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")

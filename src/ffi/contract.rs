@@ -39,6 +39,7 @@ macro_rules! c_type {
     (*mut RespWriter) => { "apisix_pubsub_rs_resp_writer *" };
     (*const RespWriter) => { "const apisix_pubsub_rs_resp_writer *" };
     (*const DeflateConfig) => { "const apisix_pubsub_rs_deflate *" };
+    (*mut c_void) => { "void *" };
 }
 
 /// The C parameter list of a function: the types, comma-separated.
@@ -107,7 +108,7 @@ use super::resp::{LuaRespDecoder, RespWriter};
 use super::schema::SchemaHandle;
 use super::session::LuaSession;
 use crate::message::{op, Op, ReplyEncoder};
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 
 c_struct! {
     /// What `session_step` and `codec_decode` fill in for Lua.
@@ -272,6 +273,9 @@ c_consts! {
         QUEUE_FULL = 2,
         /// The connection has ended.
         CLOSED = 3,
+        /// Queued and written at once: nothing is left queued (a held value of the push is the
+        /// caller's to release; the writer need not wake).
+        SENT = 4,
         /// A panic was caught.
         INTERNAL = -1,
     }
@@ -417,6 +421,8 @@ exports! {
     session::session_shared_key([*const LuaSession], [usize]) -> [i64];
     session::session_push_shared([*mut LuaSession], [*const u8], [usize], [i64], [c_int]) -> [c_int];
     session::deflate_shared([i64], [*const u8], [usize], [*mut usize]) -> [*const u8];
+    session::session_attach_socket([*mut LuaSession], [*mut c_void], [*mut c_void], [*mut c_void]) -> [c_int];
+    session::session_detach_socket([*mut LuaSession]) -> [()];
     encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
     encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
     encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];

@@ -27,6 +27,7 @@ pub mod encoder;
 pub mod metrics;
 pub mod schema;
 pub mod session;
+pub mod socket;
 pub mod resp;
 
 /// The embedded Lua modules, `(name, source)`, listed by `build.rs` from `lua/apisix_pubsub_rs/`.

@@ -13,6 +13,9 @@ use crate::session::{Chunk, Options, PushFailure, Session, Step, WRITE_MAX};
 use super::contract::push_status;
 use super::contract::DeflateConfig;
 use crate::deflate;
+use super::socket::{Socket, Wrote};
+use std::ffi::c_void;
+use std::io::IoSlice;
 
 /// A session as Lua holds it: the session plus the words of its last protocol error (the other
 /// events' words live in the session).
@@ -20,6 +23,8 @@ use crate::deflate;
 pub struct LuaSession {
     session: Session,
     note: String,
+    /// The connection's socket while `wait()` serves it, when pushes may be written at once.
+    socket: Option<Socket>,
 }
 
 /// The session behind `s`, or `None` for null.
@@ -68,7 +73,7 @@ pub unsafe extern "C" fn session_new(
             fragment: (fragment > 0).then_some(fragment as usize),
             max_queue_bytes: (max_queue > 0).then_some(max_queue as usize),
         };
-        Box::into_raw(Box::new(LuaSession { session: Session::new(schema, opts), note: String::new() }))
+        Box::into_raw(Box::new(LuaSession { session: Session::new(schema, opts), note: String::new(), socket: None }))
     })
 }
 
@@ -116,7 +121,7 @@ pub unsafe extern "C" fn session_step(s: *mut LuaSession, ev: *mut Event) -> c_i
     // SAFETY: the caller's promise, for both.
     let (Some(ls), Some(ev)) = (unsafe { live(s) }, unsafe { ev.as_mut() }) else { return kind::INTERNAL };
     guard(kind::INTERNAL, || {
-        let LuaSession { session, note } = ls;
+        let LuaSession { session, note, .. } = ls;
         // The words of an event point into the session (valid until its next call); only a
         // protocol error's are made here.
         let (k, words): (c_int, &str) = match session.step() {
@@ -349,7 +354,14 @@ pub unsafe extern "C" fn session_push_begin(s: *mut LuaSession, sequence: i64) {
 pub unsafe extern "C" fn session_push_finish(s: *mut LuaSession) -> c_int {
     // SAFETY: the caller's promise.
     let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
-    guard(push_status::INTERNAL, || push_code(ls.session.push_finish()))
+    guard(push_status::INTERNAL, || {
+        if gone(ls) {
+            ls.session.abandon();
+            return push_status::CLOSED;
+        }
+        let rc = push_code(ls.session.push_finish());
+        write_through(ls, rc, None)
+    })
 }
 
 /// Queues a push of an encoded `PubSubResp` (`payload`, `len` bytes), held by reference as the
@@ -363,7 +375,13 @@ pub unsafe extern "C" fn session_push_message(s: *mut LuaSession, payload: *cons
     // SAFETY: the caller's Lua string, alive during the call.
     let payload = unsafe { bytes(payload, len) };
     let held = u32::try_from(held).ok();
-    guard(push_status::INTERNAL, || push_code(ls.session.push_message(payload, held).map_err(PushFailure::from)))
+    guard(push_status::INTERNAL, || {
+        if gone(ls) {
+            return push_status::CLOSED;
+        }
+        let rc = push_code(ls.session.push_message(payload, held).map_err(PushFailure::from));
+        write_through(ls, rc, held.map(|id| (id, payload)))
+    })
 }
 
 /// Pushes queued and not yet wholly sent.
@@ -513,6 +531,104 @@ pub unsafe extern "C" fn session_push_shared(s: *mut LuaSession, payload: *const
     let payload = unsafe { bytes(payload, len) };
     let held = u32::try_from(held).ok();
     guard(push_status::INTERNAL, || {
-        push_code(ls.session.push_deflated(payload, held, compressed != 0).map_err(PushFailure::from))
+        if gone(ls) {
+            return push_status::CLOSED;
+        }
+        let rc = push_code(ls.session.push_deflated(payload, held, compressed != 0).map_err(PushFailure::from));
+        write_through(ls, rc, held.map(|id| (id, payload)))
     })
+}
+
+/// Whether the session's request ended under it, without `wait()` returning (see
+/// [`super::socket`]): its pushes are refused as closed, and counted so.
+fn gone(ls: &LuaSession) -> bool {
+    let gone = ls.socket.as_ref().is_some_and(|sock| !sock.alive());
+    if gone {
+        crate::metrics::WORKER.push_refused(false);
+    }
+    gone
+}
+
+/// Pieces of one write made at once; a push is two or three (queued bytes, a value held by
+/// reference, and whatever was queued before it).
+const WRITE_PIECES: usize = 8;
+
+/// After a push was queued (`rc` OK): writes the front of the queue at once when the session's
+/// socket is attached and no write is under way (see [`super::socket`]), `known` being the push's
+/// own value held by reference, if it is (its bytes are at hand during the call). Returns `SENT`
+/// when nothing is left queued (the writer need not wake; a held value of the push, written, is
+/// the caller's to release), else `rc`.
+fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
+    if rc != push_status::OK {
+        return rc;
+    }
+    let LuaSession { session, socket, .. } = ls;
+    let Some(sock) = socket.as_mut().filter(|sock| sock.usable()) else { return rc };
+    if session.writing() || session.is_ended() {
+        return rc;
+    }
+    loop {
+        let mut pieces = [IoSlice::new(&[]); WRITE_PIECES];
+        let mut n = 0;
+        let total = session.pieces(
+            WRITE_PIECES,
+            |id| known.and_then(|(k, v)| (k == id).then_some(v)),
+            |p| {
+                pieces[n] = IoSlice::new(p);
+                n += 1;
+            },
+        );
+        if total == 0 {
+            break;
+        }
+        let Wrote::Bytes(w) = sock.write(&pieces[..n]) else { break };
+        if w == 0 {
+            break;
+        }
+        crate::metrics::WORKER.direct_write();
+        session.consume(w);
+        session.written(w);
+        if w < total {
+            break;
+        }
+    }
+    if session.pending() == 0 {
+        push_status::SENT
+    } else {
+        rc
+    }
+}
+
+/// Attaches the connection of request `r` to the session, so that pushes may be written at once
+/// (see [`super::socket`]); `unix_send` and `cleanup_add` are nginx's `ngx_unix_send` and
+/// `ngx_http_cleanup_add`. 1 when attached, 0 when the connection does not qualify (TLS, an
+/// unexpected layout): its pushes then go through the writer thread only.
+///
+/// # Safety
+/// `s` is null or a live session; `r` is the running request's `ngx_http_request_t *`, the
+/// functions nginx's (or null); called from the worker's thread.
+pub unsafe extern "C" fn session_attach_socket(s: *mut LuaSession, r: *mut c_void, unix_send: *mut c_void, cleanup_add: *mut c_void) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return 0 };
+    guard(0, || {
+        // SAFETY: the caller's promise, passed on.
+        match unsafe { Socket::attach(r, unix_send, cleanup_add) } {
+            Ok(sock) => {
+                ls.socket = Some(sock);
+                1
+            }
+            Err(_) => 0,
+        }
+    })
+}
+
+/// Detaches the session's socket: from now on only the writer thread writes (as `wait()` ends).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_detach_socket(s: *mut LuaSession) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        guard((), || ls.socket = None)
+    }
 }

@@ -14,6 +14,9 @@ local function opts_from_args(args)
         end
     end
     opts.on_full = args.on_full
+    if args.direct_push then
+        opts.direct_push = args.direct_push == "true"
+    end
     return opts
 end
 
@@ -35,6 +38,15 @@ local function fetch(c, params)
     elseif t == "sleep" then
         ngx.sleep(0.01)
         return { pong_resp = { state = "reply " .. params.partition } }
+    elseif t == "large_then_pushes" then
+        -- A reply of `offset` bytes, and `partition` small pushes from a timer while it is written.
+        ngx.timer.at(0, function()
+            for i = 1, params.partition do
+                assert(c:send(_M.push_reply(i), i))
+                ngx.sleep(0.002)
+            end
+        end)
+        return { pong_resp = { state = string.rep("L", params.offset) } }
     elseif t == "burst" then
         -- `partition` pushes of `offset` bytes each, at once: how many the queue took.
         local accepted, refused, first_err = 0, 0, nil
@@ -91,6 +103,14 @@ function producers.steady(c, args)
             end
             ngx.sleep(0.001)
         end
+    end)
+end
+
+-- The request ends under wait(): a light thread exits it (status 444, the connection closed).
+function producers.exit_later(c)
+    ngx.thread.spawn(function()
+        ngx.sleep(0.05)
+        ngx.exit(444)
     end)
 end
 

@@ -8,14 +8,22 @@ local char, byte, concat = string.char, string.byte, table.concat
 local _M = {}
 local mt = { __index = _M }
 
---- Connects and performs the handshake. `headers` replaces the default handshake headers when given.
+--- Connects and performs the handshake. `headers` replaces the default handshake headers when given;
+-- `opts`: timeout (ms), port (default: the server's), tls (TLS first, the certificate unchecked),
+-- request_line.
 function _M.connect(path, headers, opts)
     opts = opts or {}
     local sock = ngx.socket.tcp()
     sock:settimeout(opts.timeout or 3000)
-    local ok, err = sock:connect("127.0.0.1", tonumber(ngx.var.server_port))
+    local ok, err = sock:connect("127.0.0.1", opts.port or tonumber(ngx.var.server_port))
     if not ok then
         return nil, "connect: " .. err
+    end
+    if opts.tls then
+        ok, err = sock:sslhandshake(nil, "localhost", false)
+        if not ok then
+            return nil, "TLS handshake: " .. err
+        end
     end
     local req = (opts.request_line or ("GET " .. (path or "/pubsub") .. " HTTP/1.1")) .. "\r\nHost: localhost\r\n"
         .. (headers or "Upgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -353,11 +353,12 @@ apisix_pubsub_messages_received_total counter
 apisix_pubsub_pongs_sent_total counter
 apisix_pubsub_frames_received_total counter
 apisix_pubsub_frames_sent_total counter
+apisix_pubsub_direct_writes_total counter
 apisix_pubsub_received_bytes_total counter
 apisix_pubsub_sent_bytes_total counter
 apisix_pubsub_queue_high_water_bytes gauge
 apisix_pubsub_handler_seconds histogram
-helps: 19
+helps: 20
 samples: true
 apisix_pubsub_commands_total{command="cmd_kafka_list_offset"} 0
 

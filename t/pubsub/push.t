@@ -1,16 +1,7 @@
 # Server push: instance:send and pubsub.message, from every context, in order, bounded.
 use t::Pubsub 'no_plan';
 
-our $PushLocation = <<'_EOC_';
-    lua_socket_log_errors off;
-    location /push {
-        content_by_lua_block {
-            require("push_server").serve()
-        }
-    }
-_EOC_
-
-t::Pubsub::server_suite(location => $PushLocation, no_error_log => '[error]');
+t::Pubsub::server_suite(location => $t::Pubsub::PushLocation, no_error_log => '[error]');
 
 run_tests();
 
@@ -195,7 +186,7 @@ close 1000
         content_by_lua_block {
             local server = require("push_server")
             local codec = require("apisix_pubsub_rs")
-            local ws = require("rawws").connect("/push?max_queue_bytes=1000")
+            local ws = require("rawws").connect("/push?max_queue_bytes=1000&direct_push=false")
             -- Each push: a 2-byte frame header and its PubSubResp.
             local size = 2 + #codec.encode_resp(1, server.push_reply(1, 100))
             ws:send(ws.req({ sequence = 1, cmd_kafka_fetch = { topic = "burst", partition = 20, offset = 100 } }))
@@ -230,7 +221,7 @@ close 1000
 --- config
     location /t {
         content_by_lua_block {
-            local ws = require("rawws").connect("/push?max_queue_bytes=1000&on_full=close")
+            local ws = require("rawws").connect("/push?max_queue_bytes=1000&on_full=close&direct_push=false")
             ws:send(ws.req({ sequence = 1, cmd_kafka_fetch = { topic = "burst", partition = 20, offset = 100 } }))
             local pushes = 0
             while true do
