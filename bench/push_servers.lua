@@ -64,7 +64,7 @@ end
 
 local function open(extra)
     local opts = { max_queue_bytes = tonumber(ngx.var.arg_max_queue), on_full = ngx.var.arg_on_full,
-                   direct_push = ngx.var.arg_direct ~= "0" }
+                   direct_writes = ngx.var.arg_direct ~= "0" }
     for k, v in pairs(extra or {}) do
         opts[k] = v
     end

@@ -18,7 +18,8 @@ local ws_server = require(require("pubsub_runtime").websocket .. ".server")
 -- Serves one connection with this module; `ping`, when given, is registered as the cmd_ping
 -- handler in place of the default one.
 local function serve_native(max, ping, compression)
-    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max, compression = compression })
+    local pubsub, err = require("apisix_pubsub_rs").new({ max_payload_len = max, compression = compression,
+                                                          direct_writes = ngx.var.arg_direct ~= "0" })
     if not pubsub then
         ngx.log(ngx.ERR, "failed to initialize pubsub module, err: ", err)
         return ngx.exit(400)

@@ -141,7 +141,7 @@ pub mod slot {
     pub const FRAMES_IN: usize = 9;
     /// WebSocket frames queued to send (each fragment, control frames too).
     pub const FRAMES_OUT: usize = 10;
-    /// Writes made by `send` itself, without the connection's writer thread (see src/ffi/socket.rs).
+    /// Writes made without the connection's writer thread, by `send` or the reader (see src/ffi/socket.rs).
     pub const DIRECT_WRITES: usize = 11;
     /// Messages received, by [`message_type`].
     pub const RECEIVED: usize = 12;
@@ -355,7 +355,7 @@ impl Metrics {
         self.add(slot::PROTOCOL_ERRORS + protocol_error_kind(e), 1);
     }
 
-    /// `send` wrote to a socket itself.
+    /// A write was made without the writer thread.
     #[inline(always)]
     pub fn direct_write(&self) {
         self.add(slot::DIRECT_WRITES, 1);
@@ -516,7 +516,7 @@ impl Figures {
         one(&mut s, "pongs_sent_total", "counter", "Pong frames sent in answer to pings.", self.0[slot::PONGS_OUT]);
         one(&mut s, "frames_received_total", "counter", "WebSocket frames received (each fragment and control frame).", self.0[slot::FRAMES_IN]);
         one(&mut s, "frames_sent_total", "counter", "WebSocket frames queued to send (each fragment and control frame).", self.0[slot::FRAMES_OUT]);
-        one(&mut s, "direct_writes_total", "counter", "Writes of pushes made by send() itself, the connection's writer thread being idle.", self.0[slot::DIRECT_WRITES]);
+        one(&mut s, "direct_writes_total", "counter", "Writes made without the connection's writer thread, by send() or by the reader after a read.", self.0[slot::DIRECT_WRITES]);
         one(&mut s, "received_bytes_total", "counter", "Bytes read from pubsub sockets (after the handshake).", self.0[slot::BYTES_IN]);
         one(&mut s, "sent_bytes_total", "counter", "Bytes written to pubsub sockets.", self.0[slot::BYTES_OUT]);
         one(&mut s, "queue_high_water_bytes", "gauge", "The most bytes one connection's output queue held (the maximum over workers).", self.0[slot::QUEUE_HIGH_WATER]);

@@ -50,9 +50,9 @@ local hold, to_int64 = codec.hold, codec.to_int64
 -- Messages of pubsub.message at least this long are queued by reference (see send).
 local SHARE_MIN = 256
 
--- A push may be written by send() itself when the connection's writer is idle and nothing is
--- queued before it (src/ffi/socket.rs says when and why): for that, the running request and two
--- of nginx's functions, found once per worker. Outside nginx, or where they are not found, every
+-- A push may be written by send() itself, and a read's replies by the reader, when the
+-- connection's writer is idle (src/ffi/socket.rs says when and why): for that, the running request
+-- and two of nginx's functions, found once per worker. Outside nginx, or where they are not found, every
 -- byte goes through the writer thread.
 local get_request = ngx and require("resty.core.base").get_request
 local NGX_UNIX_SEND, NGX_CLEANUP_ADD
@@ -217,9 +217,9 @@ function _M.new(opts)
     if on_full ~= nil and on_full ~= "error" and on_full ~= "close" then
         return nil, "bad option on_full: \"error\" or \"close\" expected, got " .. tostring(on_full)
     end
-    local direct = opts.direct_push
+    local direct = opts.direct_writes
     if direct ~= nil and type(direct) ~= "boolean" then
-        return nil, "bad option direct_push: a boolean expected, got " .. type(direct)
+        return nil, "bad option direct_writes: a boolean expected, got " .. type(direct)
     end
     local unknown = opts.unknown_command
     if unknown ~= nil and unknown ~= "named" and unknown ~= "plain" then
@@ -280,7 +280,7 @@ function _M.new(opts)
             wake = semaphore.new(),     -- the writer waits on it for output
             drained = semaphore.new(),  -- the reader waits on it for the writer
             close_on_full = on_full == "close",
-            direct = direct ~= false,   -- send() may write a push itself (see wait)
+            direct = direct ~= false,   -- writes at once where the connection allows (see wait)
             plain_unknown = unknown == "plain", -- "unknown command" without the name (APISIX >= 3.0)
             ended = false,              -- send() returns "closed" from then on
             reason = nil,               -- what wait() returns when a push ended the connection
@@ -553,9 +553,9 @@ function _M.wait(self)
         error("bad self: call it as pubsub:wait()", 2)
     end
     local sess, ev, sock, io = self.sess, event, self.sock, self.io
-    if io.direct and NGX_UNIX_SEND then
-        C.session_attach_socket(sess, get_request(), NGX_UNIX_SEND, NGX_CLEANUP_ADD)
-    end
+    -- Writes at once where the connection allows (src/ffi/socket.rs): pushes by send, replies here.
+    local direct = io.direct and NGX_UNIX_SEND and
+        C.session_attach_socket(sess, get_request(), NGX_UNIX_SEND, NGX_CLEANUP_ADD) == 1
     writer.start(self)
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.
@@ -600,7 +600,11 @@ function _M.wait(self)
                 return finish(self, "failed to send: " .. err, END.SEND_ERROR)
             end
         elseif due > 0 then
-            writer.wake(self)
+            -- Less than a write's worth: written now when the writer is idle and it is all that is
+            -- queued, else by the writer while the next read waits for the client.
+            if not (direct and due == C.session_pending(sess) and C.session_write_now(sess) == PUSH.SENT) then
+                writer.wake(self)
+            end
         end
         if worker_exiting() then
             C.session_close(sess, 1001, "", 0)

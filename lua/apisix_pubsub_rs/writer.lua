@@ -6,14 +6,15 @@
 -- (an idle client), and ngx_lua's cosockets are full duplex, so one light thread may write while
 -- another reads the same socket (two writers, or two readers, would get "socket busy"). Every
 -- byte a connection sends (replies, pushes, pongs, close frames) is queued in order and written
--- here; the reader (connection.lua) never writes. It wakes the writer through `io.wake` and,
--- when more than a write's worth is queued, waits on `io.drained` until it is written before
--- reading on, so a client that does not read stalls its own reads instead of growing the queue.
+-- here (but for the exception below). The reader (connection.lua) wakes the writer through
+-- `io.wake` and, when more than a write's worth is queued, waits on `io.drained` until it is
+-- written before reading on, so a client that does not read stalls its own reads instead of
+-- growing the queue.
 --
--- One exception, for speed: a push queued while this thread is idle (nothing taken from the queue
--- and not yet written) is written by `send` itself, one non-blocking writev of the queue's front
--- (src/ffi/socket.rs). Writes never overlap, as taken bytes count as in flight until
--- session_written; whatever that write leaves is this thread's again.
+-- One exception, for speed: while this thread is idle (nothing taken from the queue and not yet
+-- written), a push is written by `send` itself, and a read's replies by the reader, in one
+-- non-blocking writev of the queue's front (src/ffi/socket.rs). Writes never overlap, as taken
+-- bytes count as in flight until session_written; whatever such a write leaves is this thread's.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")

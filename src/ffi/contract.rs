@@ -423,6 +423,7 @@ exports! {
     session::deflate_shared([i64], [*const u8], [usize], [*mut usize]) -> [*const u8];
     session::session_attach_socket([*mut LuaSession], [*mut c_void], [*mut c_void], [*mut c_void]) -> [c_int];
     session::session_detach_socket([*mut LuaSession]) -> [()];
+    session::session_write_now([*mut LuaSession]) -> [c_int];
     encoder::enc_begin([*mut ReplyEncoder], [i64]) -> [()];
     encoder::enc_number([*mut ReplyEncoder], [u32], [f64]) -> [c_int];
     encoder::enc_int([*mut ReplyEncoder], [u32], [i64]) -> [c_int];

@@ -599,6 +599,19 @@ fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) ->
     }
 }
 
+/// Writes the front of the queue at once, as a push's [`write_through`] does (for the reader, after
+/// a read's replies are queued): `SENT` when nothing is left queued, `OK` when the writer has work
+/// (the socket is full, a write is under way, a value held by reference comes next, or no socket
+/// is attached).
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_write_now(s: *mut LuaSession) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
+    guard(push_status::INTERNAL, || write_through(ls, push_status::OK, None))
+}
+
 /// Attaches the connection of request `r` to the session, so that pushes may be written at once
 /// (see [`super::socket`]); `unix_send` and `cleanup_add` are nginx's `ngx_unix_send` and
 /// `ngx_http_cleanup_add`. 1 when attached, 0 when the connection does not qualify (TLS, an

@@ -14,8 +14,8 @@ local function opts_from_args(args)
         end
     end
     opts.on_full = args.on_full
-    if args.direct_push then
-        opts.direct_push = args.direct_push == "true"
+    if args.direct_writes then
+        opts.direct_writes = args.direct_writes == "true"
     end
     return opts
 end

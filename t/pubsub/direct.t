@@ -1,5 +1,5 @@
-# Pushes written by send() itself (src/ffi/socket.rs): when, and never at the cost of order, of the
-# queue's limit, of a connection that has gone, or of TLS.
+# Writes made at once, by send() or by the reader (src/ffi/socket.rs): when, and never at the cost
+# of order, of the queue's limit, of a connection that has gone, or of TLS.
 use t::Pubsub 'no_plan';
 use IO::Socket::INET;
 use File::Temp qw(tempdir);
@@ -62,13 +62,13 @@ close 1000
 
 
 
-=== TEST 2: direct_push = false: every push goes through the writer thread
+=== TEST 2: direct_writes = false: every push goes through the writer thread
 --- config
     location /t {
         content_by_lua_block {
             local server = require("push_server")
             local pubsub = require("apisix_pubsub_rs")
-            local ws = require("rawws").connect("/push?name=off&direct_push=false")
+            local ws = require("rawws").connect("/push?name=off&direct_writes=false")
             ngx.sleep(0.05)
             local before = pubsub.metrics()
             assert(server.connections.off:send(server.push_reply(1), 5))
@@ -236,4 +236,33 @@ close 1000
 --- response_body
 received intact: 3, written by send: 0
 over tls
+close 1000
+
+
+
+=== TEST 7: a read's replies are written by the reader at once; with direct_writes = false by the writer
+--- config
+    location /t {
+        content_by_lua_block {
+            local pubsub = require("apisix_pubsub_rs")
+            for _, q in ipairs({ "", "&direct_writes=false" }) do
+                local ws = require("rawws").connect("/push?name=rr" .. q)
+                local before = pubsub.metrics()
+                for i = 1, 3 do
+                    ws:send(ws.req({ sequence = i, cmd_ping = { state = "p" .. i } }))
+                    local r = assert(ws:resp())
+                    assert(r.sequence == i and r.pong_resp.state == "p" .. i)
+                end
+                local after = pubsub.metrics()
+                ngx.say(q == "" and "direct" or "writer only", ": 3 replies, ",
+                    after.direct_writes - before.direct_writes, " written at once")
+                ws:send(ws.close_frame(1000))
+                ngx.say("close ", ws:close_code())
+            end
+        }
+    }
+--- response_body
+direct: 3 replies, 3 written at once
+close 1000
+writer only: 3 replies, 0 written at once
 close 1000

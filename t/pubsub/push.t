@@ -186,7 +186,7 @@ close 1000
         content_by_lua_block {
             local server = require("push_server")
             local codec = require("apisix_pubsub_rs")
-            local ws = require("rawws").connect("/push?max_queue_bytes=1000&direct_push=false")
+            local ws = require("rawws").connect("/push?max_queue_bytes=1000&direct_writes=false")
             -- Each push: a 2-byte frame header and its PubSubResp.
             local size = 2 + #codec.encode_resp(1, server.push_reply(1, 100))
             ws:send(ws.req({ sequence = 1, cmd_kafka_fetch = { topic = "burst", partition = 20, offset = 100 } }))
@@ -221,7 +221,7 @@ close 1000
 --- config
     location /t {
         content_by_lua_block {
-            local ws = require("rawws").connect("/push?max_queue_bytes=1000&on_full=close&direct_push=false")
+            local ws = require("rawws").connect("/push?max_queue_bytes=1000&on_full=close&direct_writes=false")
             ws:send(ws.req({ sequence = 1, cmd_kafka_fetch = { topic = "burst", partition = 20, offset = 100 } }))
             local pushes = 0
             while true do
