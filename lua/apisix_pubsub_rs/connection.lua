@@ -537,6 +537,7 @@ local function finish(self, result, reason, code)
     C.metrics_ended(reason, code or 0)
     local io = self.io
     io.ended = true
+    io.attached = false
     C.session_detach_socket(self.sess)
     writer.stop(self)
     local dropped = tonumber(C.session_unsent_pushes(self.sess))
@@ -556,6 +557,7 @@ function _M.wait(self)
     -- Writes at once where the connection allows (src/ffi/socket.rs): pushes by send, replies here.
     local direct = io.direct and NGX_UNIX_SEND and
         C.session_attach_socket(sess, get_request(), NGX_UNIX_SEND, NGX_CLEANUP_ADD) == 1
+    io.attached = direct
     writer.start(self)
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.

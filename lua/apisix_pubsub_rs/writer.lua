@@ -15,12 +15,18 @@
 -- written), a push is written by `send` itself, and a read's replies by the reader, in one
 -- non-blocking writev of the queue's front (src/ffi/socket.rs). Writes never overlap, as taken
 -- bytes count as in flight until session_written; whatever such a write leaves is this thread's.
+-- On such a connection this thread writes the same way first, and uses the cosocket only to wait
+-- for a full socket, with a small piece (STALL_PIECE): a connection stalled by its client then
+-- holds no copy of a write's worth in a Lua string and in nginx's send buffer beside its queue.
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")
 local codec = require("apisix_pubsub_rs.codec")
 
 local C = native.C
+local PUSH_SENT, PUSH_HELD = native.push.SENT, native.push.HELD
+-- A held value's cosocket write carries at most this much of it at once.
+local WRITE_MAX = 65536
 local ffi_string = ffi.string
 local tonumber = tonumber
 local concat = table.concat
@@ -110,6 +116,43 @@ end
 -- How long the writer sleeps at most without being woken (it then checks again).
 local IDLE_WAIT = 60
 
+-- What a cosocket send carries when the socket was found full (see the first comment).
+local STALL_PIECE = 512
+
+-- Writes what is queued on a connection whose socket is attached (as much as flush would: what
+-- is queued now): at once where the socket takes it, and through the cosocket, which waits for
+-- the socket, the rest: a value held in Lua that comes next (writev cannot reach it), else a small
+-- piece (the socket is full).
+local function write_attached(conn)
+    local sess = conn.sess
+    local due = tonumber(C.session_pending(sess))
+    while due > 0 do
+        local before = tonumber(C.session_pending(sess))
+        local rc = C.session_write_now(sess)
+        if rc == PUSH_SENT then
+            return true
+        end
+        due = due - (before - tonumber(C.session_pending(sess)))
+        if due <= 0 then
+            return true
+        end
+        local piece = STALL_PIECE
+        if rc == PUSH_HELD then
+            C.session_chunk(sess, WRITE_MAX, LEN, HELD_ID)
+            piece = tonumber(LEN[0])
+        end
+        if piece > due then
+            piece = due
+        end
+        local ok, err = _M.flush(conn, piece)
+        if not ok then
+            return nil, err
+        end
+        due = due - piece
+    end
+    return true
+end
+
 -- Lets a reader waiting in drain() go on.
 local function release_reader(io)
     if io.reader_waiting then
@@ -124,7 +167,12 @@ function _M.run(conn)
     local io, sess = conn.io, conn.sess
     while true do
         if C.session_pending(sess) > 0 then
-            local ok, err = _M.flush(conn)
+            local ok, err
+            if io.attached then
+                ok, err = write_attached(conn)
+            else
+                ok, err = _M.flush(conn)
+            end
             if not ok then
                 io.failed = err
                 break

@@ -276,6 +276,8 @@ c_consts! {
         /// Queued and written at once: nothing is left queued (a held value of the push is the
         /// caller's to release; the writer need not wake).
         SENT = 4,
+        /// (`session_write_now` only) Written up to a value the caller holds: the caller writes it.
+        HELD = 5,
         /// A panic was caught.
         INTERNAL = -1,
     }

@@ -559,6 +559,15 @@ const WRITE_PIECES: usize = 8;
 /// when nothing is left queued (the writer need not wake; a held value of the push, written, is
 /// the caller's to release), else `rc`.
 fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
+    match write_front(ls, rc, known) {
+        push_status::HELD => rc,
+        r => r,
+    }
+}
+
+/// [`write_through`], and `HELD` when it stopped before a value held by the caller (that `known`
+/// is not).
+fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
     if rc != push_status::OK {
         return rc;
     }
@@ -579,6 +588,9 @@ fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) ->
             },
         );
         if total == 0 {
+            if session.pending() > 0 {
+                return push_status::HELD;
+            }
             break;
         }
         let Wrote::Bytes(w) = sock.write(&pieces[..n]) else { break };
@@ -600,16 +612,16 @@ fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) ->
 }
 
 /// Writes the front of the queue at once, as a push's [`write_through`] does (for the reader, after
-/// a read's replies are queued): `SENT` when nothing is left queued, `OK` when the writer has work
-/// (the socket is full, a write is under way, a value held by reference comes next, or no socket
-/// is attached).
+/// a read's replies are queued, and for the writer): `SENT` when nothing is left queued, `HELD`
+/// when a value held by the caller comes next (the caller writes it), `OK` when the writer has
+/// work otherwise (the socket is full, a write is under way, or no socket is attached).
 ///
 /// # Safety
 /// `s` is null or a live session.
 pub unsafe extern "C" fn session_write_now(s: *mut LuaSession) -> c_int {
     // SAFETY: the caller's promise.
     let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
-    guard(push_status::INTERNAL, || write_through(ls, push_status::OK, None))
+    guard(push_status::INTERNAL, || write_front(ls, push_status::OK, None))
 }
 
 /// Attaches the connection of request `r` to the session, so that pushes may be written at once
