@@ -599,6 +599,14 @@ reader = function(premature, b)
                 down = err
                 ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; reconnecting")
                 conn = nil
+            elseif sub(err, 1, 14) == "redis: LOADING" then
+                -- A restarted Redis still loading its data answers so: it is not back yet.
+                if not b.down then
+                    ngx_log(WARN, "channels: the reader waits for redis ", cfg.redis, " to load its data")
+                end
+                b.down = true
+                pause(b, backoff)
+                backoff = min(backoff * 2, 2)
             else
                 -- An error reply (say, a key that is no stream): said, and read again later.
                 ngx_log(ERR, "channels: XREAD failed: ", err)
