@@ -140,11 +140,13 @@ end
 
 local second_prefix
 
---- Starts a second nginx on `port`: this one's config with another port and prefix, sharing
--- the suite's Redis. Its master's pid goes to <prefix>/logs/nginx.pid.
+--- Starts a second nginx on `port`: this one's config with another port and prefix (logs/second/
+-- under this one's), sharing the suite's Redis. Its master's pid goes to <prefix>/logs/nginx.pid.
 function _M.start_second(binary, port)
     local prefix = ngx.config.prefix()
-    second_prefix = prefix .. "second/"
+    -- Under logs/: the real Test::Nginx removes the directories it knows of a server root, then
+    -- the root itself, and stops every suite after one that left another directory there.
+    second_prefix = prefix .. "logs/second/"
     assert(server.sh("mkdir -p " .. second_prefix .. "conf " .. second_prefix .. "logs"))
     local f = assert(io.open(prefix .. "conf/nginx.conf"))
     local conf = f:read("*a")
@@ -363,9 +365,12 @@ function _M.second_master()
     return pid
 end
 
---- Stops the second nginx by its master's pid.
+--- Stops the second nginx by its master's pid, and waits (up to 5 s) until it is gone (its
+-- files under this nginx's prefix are then left alone: Test::Nginx removes them next).
 function _M.stop_second()
-    os.execute("kill -QUIT " .. _M.second_master())
+    local master = _M.second_master()
+    os.execute("kill -QUIT " .. master)
+    return _M.gone(master)
 end
 
 --- True while process `pid` runs (a zombie counts as gone).
