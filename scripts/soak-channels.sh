@@ -99,7 +99,11 @@ echo "$line"
 [ -n "${SOAK_CHANNEL_RESULT:-}" ] && echo "$line" >> "$SOAK_CHANNEL_RESULT"
 ok=1
 kill "$sampler" 2>/dev/null || true
-wait "$restarter" || ok=0
+# A run that ended early leaves the restarter waiting for entries that never come: it gets 30 s
+# to finish a restart under way, then goes (the restarts it made are counted below).
+for _ in $(seq 300); do kill -0 "$restarter" 2>/dev/null || break; sleep 0.1; done
+kill "$restarter" 2>/dev/null || true
+wait "$restarter" 2>/dev/null || true
 restarter=""
 kill -0 "$worker" || ok=0
 # nginx itself logs at error level each Redis connection reset or refused while Redis is away (the
