@@ -17,6 +17,9 @@ function _M.opts(args)
     for _, k in ipairs(NUMBERS) do
         o[k] = tonumber(args[k])
     end
+    -- The suites' Redis fsyncs every write, on a disk shared with other work: stalls of over a
+    -- second were seen, longer than the default timeout.
+    o.timeout = o.timeout or 5000
     o.publish = args.publish == "1"
     if args.auth then
         o.authorize = function(action, channel, params)
@@ -140,9 +143,37 @@ end
 
 local second_prefix
 
+-- Where the second nginx's master pid is kept across blocks (the suite's Redis directory: the
+-- server root goes with each block), for the next block to stop one that a failed block left.
+local function leftover_file()
+    return server.dir .. "/second-nginx.pid"
+end
+
+local function stop_leftover()
+    local f = io.open(leftover_file())
+    if not f then
+        return
+    end
+    local pid = tonumber(f:read("*l"))
+    f:close()
+    os.remove(leftover_file())
+    local cmd = pid and io.open("/proc/" .. pid .. "/cmdline")
+    local line = cmd and cmd:read("*a")
+    if cmd then
+        cmd:close()
+    end
+    if line and line:find("logs/second/", 1, true) then
+        os.execute("kill -QUIT " .. pid)
+        if not _M.gone(pid) then
+            os.execute("kill -KILL " .. pid)
+        end
+    end
+end
+
 --- Starts a second nginx on `port`: this one's config with another port and prefix (logs/second/
 -- under this one's), sharing the suite's Redis. Its master's pid goes to <prefix>/logs/nginx.pid.
 function _M.start_second(binary, port)
+    stop_leftover()
     local prefix = ngx.config.prefix()
     -- Under logs/: the real Test::Nginx removes the directories it knows of a server root, then
     -- the root itself, and stops every suite after one that left another directory there.
@@ -168,7 +199,13 @@ function _M.start_second(binary, port)
         local sock = ngx.socket.tcp()
         local ok = sock:connect("127.0.0.1", port)
         sock:close()
-        if ok then
+        -- (nginx listens before it writes its pid file.)
+        local pid = ok and io.open(second_prefix .. "logs/nginx.pid")
+        if pid then
+            pid:close()
+            f = io.open(leftover_file(), "w")
+            f:write(_M.second_master(), "\n")
+            f:close()
             return true
         end
         ngx.sleep(0.01)
@@ -370,6 +407,7 @@ end
 function _M.stop_second()
     local master = _M.second_master()
     os.execute("kill -QUIT " .. master)
+    os.remove(leftover_file())
     return _M.gone(master)
 end
 
