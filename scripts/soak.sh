@@ -14,7 +14,7 @@
 #      (4 KiB every 100 ms, against 50 KiB/s of pushes: queues that never quite empty) for 30 s,
 #      each refused push missed by its subscriber and nothing else.
 #   5. channels through Redis: 1,000,000 messages to 100 subscribers with Redis restarted twice
-#      (below): zero lost, zero duplicated, flat RSS.
+#      (scripts/soak-channels.sh): zero lost, zero duplicated, flat RSS.
 # Prints the JSON line of each run; exits non-zero on any error or if the worker died.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
