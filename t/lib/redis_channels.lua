@@ -200,11 +200,10 @@ function _M.start_second(binary, port)
         local ok = sock:connect("127.0.0.1", port)
         sock:close()
         -- (nginx listens before it writes its pid file.)
-        local pid = ok and io.open(second_prefix .. "logs/nginx.pid")
+        local pid = ok and _M.second_master(true)
         if pid then
-            pid:close()
             f = io.open(leftover_file(), "w")
-            f:write(_M.second_master(), "\n")
+            f:write(pid, "\n")
             f:close()
             return true
         end
@@ -394,12 +393,17 @@ function _M.compare(ids, acked)
         .. ", twice " .. twice
 end
 
---- The second nginx's master pid.
-function _M.second_master()
-    local f = assert(io.open(second_prefix .. "logs/nginx.pid"))
-    local pid = assert(tonumber(f:read("*l")))
-    f:close()
-    return pid
+--- The second nginx's master pid (with `maybe`, nil while its pid file is not written yet).
+function _M.second_master(maybe)
+    local f, err = io.open(second_prefix .. "logs/nginx.pid")
+    local pid = f and tonumber(f:read("*l"))
+    if f then
+        f:close()
+    end
+    if maybe then
+        return pid
+    end
+    return assert(pid, err or "no pid in the second nginx's pid file")
 end
 
 --- Stops the second nginx by its master's pid, and waits (up to 5 s) until it is gone (its
