@@ -106,11 +106,12 @@ kill "$restarter" 2>/dev/null || true
 wait "$restarter" 2>/dev/null || true
 restarter=""
 kill -0 "$worker" || ok=0
-# nginx itself logs at error level each Redis connection reset or refused while Redis is away (the
-# publishes in flight, the reader): those are counted apart; anything else fails the step.
+# nginx itself logs at error level each Redis connection reset (on a read or a write) or refused
+# while Redis is away (the publishes in flight, the reader): those are counted apart; anything
+# else fails the step.
 errors="$(grep -E '\[(error|crit|alert|emerg)\]' "$cdir/logs/error.log" \
-          | grep -c -v -E '(recv|connect)\(\) failed \((104: Connection reset by peer|111: Connection refused)\)' || true)"
-resets="$(grep -c -E '\[error\] .*(recv|connect)\(\) failed \((104: Connection reset by peer|111: Connection refused)\)' "$cdir/logs/error.log" || true)"
+          | grep -c -v -E '(recv|send|writev|connect)\(\) failed \((104: Connection reset by peer|111: Connection refused)\)' || true)"
+resets="$(grep -c -E '\[error\] .*(recv|send|writev|connect)\(\) failed \((104: Connection reset by peer|111: Connection refused)\)' "$cdir/logs/error.log" || true)"
 done_restarts="$(wc -l < "$cdir/restarts" 2>/dev/null || echo 0)"
 LINE="$line" N="$n" RESTARTS="$restarts" DONE="$done_restarts" ERRORS="$errors" RESETS="$resets" RSS="$cdir/rss" python3 - <<'PY' || ok=0
 import json, os, sys
