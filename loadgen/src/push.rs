@@ -87,7 +87,10 @@ Output: one JSON line: deliveries_per_s; publish->receive latency p50/p90/p99/p9
 in ns); lost, duplicated, out_of_order and bad (payload) counts, which must all be 0, else the exit
 status is 1; worker CPU (fraction of one core) over the measured time, and per delivery (us); worker RSS (KiB) before the
 subscribers connect, once all are connected, at its peak afterwards (sampled every 50 ms) and after
-they closed; rss_per_connection_kib = (connected - before) / connections.";
+they closed; rss_per_connection_kib = (connected - before) / connections. With --publishers, also:
+publishers, publish_attempts (counters sent), publish_failed, unacked_delivered (deliveries of failed
+publishes that Redis stored), stored_twice and id_mismatch (both also counted in bad); published is
+then the acknowledged publishes, and lost, duplicated and out_of_order are the ledger's.";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Format {
