@@ -9,7 +9,7 @@
 #   make install    the library as $(LUA_LIB_DIR)/apisix_pubsub_rs.so, the APISIX shim under $(LUA_SHARE_DIR);
 #                   with APISIX_DIR=<an APISIX tree>: into that tree, its pubsub.lua kept as pubsub.lua.orig
 #   make uninstall  APISIX_DIR=<an APISIX tree>: removes both and puts pubsub.lua.orig back
-#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading and slow clients, channels through Redis restarted twice (an hour)
+#   make soak       10,000 connection cycles, 1,000-connection load, 1,000,000-message soak, push to non-reading and slow clients, channels through Redis restarted twice (that step about six minutes)
 #   make bench      throughput/latency matrix: native vs lua-framing vs floor (vs APISIX's original), then bench-push
 #   make bench-push push throughput, fan-out to 1,000 and 10,000 subscribers, idle latency: native vs nchan
 #   make bench-channels  channels over Redis, 1,000 and 10,000 subscribers, 1 and 2 workers: native vs nchan with Redis

@@ -25,6 +25,11 @@ impl Poster {
         Poster { addr: addr.to_string(), stream: None, buf: Vec::new() }
     }
 
+    /// The server it posts to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// POSTs `body` to `path`, (re)connecting when the server closed the previous connection.
     /// `stamp` is called just before the request is written and may change the body (a publisher
     /// puts the send time in it).

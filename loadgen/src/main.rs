@@ -9,6 +9,7 @@
 
 mod histogram;
 mod http;
+mod ledger;
 mod procstat;
 mod push;
 mod ws;

@@ -30,6 +30,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::histogram::Histogram;
 use crate::http::Poster;
+use crate::ledger::{self, Delivery, Ledger};
 use crate::procstat::{self, PeakRss};
 use crate::ws;
 
@@ -49,6 +50,14 @@ USAGE: pubsub-loadgen subscribe [OPTIONS]
   --retry-publish MS      a publish that fails (status or connection) is sent again after MS
                           milliseconds until it succeeds, instead of ending the run (a broker
                           restarted during a soak); retries are counted
+  --publishers P          channels (--format channel, closed loop): P publishes in flight at once, on
+                          P connections, and the run is checked by the ledger (src/ledger.rs): order
+                          by the channel_message ids, duplicates by counter and id; a publish that
+                          fails is not sent again (the next counter goes, 100 ms later on that
+                          connection) but counted in publish_failed, and its deliveries, if Redis
+                          stored it all the same, in unacked_delivered (neither lost nor duplicated);
+                          --messages counts acknowledged publishes; lost = an acknowledged publish a
+                          subscriber did not get
   -c, --connections N     subscribers (default 1)
   -s, --size BYTES        payload size, at least 16 (default 16)
   -t, --seconds T         how long to publish (or, without --publish, to receive) (default 5)
@@ -78,7 +87,10 @@ Output: one JSON line: deliveries_per_s; publish->receive latency p50/p90/p99/p9
 in ns); lost, duplicated, out_of_order and bad (payload) counts, which must all be 0, else the exit
 status is 1; worker CPU (fraction of one core) over the measured time, and per delivery (us); worker RSS (KiB) before the
 subscribers connect, once all are connected, at its peak afterwards (sampled every 50 ms) and after
-they closed; rss_per_connection_kib = (connected - before) / connections.";
+they closed; rss_per_connection_kib = (connected - before) / connections. With --publishers, also:
+publishers, publish_attempts (counters sent), publish_failed, unacked_delivered (deliveries of failed
+publishes that Redis stored), stored_twice and id_mismatch (both also counted in bad); published is
+then the acknowledged publishes, and lost, duplicated and out_of_order are the ledger's.";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Format {
@@ -95,6 +107,7 @@ struct Opts {
     channel: String,
     messages: u64,
     retry_publish: Option<Duration>,
+    publishers: Option<usize>,
     subscribers: usize,
     size: usize,
     seconds: f64,
@@ -121,6 +134,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
         channel: "bench".into(),
         messages: 0,
         retry_publish: None,
+        publishers: None,
         subscribers: 1,
         size: 16,
         seconds: 5.0,
@@ -153,6 +167,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
             "--channel" => o.channel = val(&a)?,
             "--messages" => o.messages = num(val(&a)?, &a)?,
             "--retry-publish" => o.retry_publish = Some(Duration::from_millis(num(val(&a)?, &a)?)),
+            "--publishers" => o.publishers = Some(num(val(&a)?, &a)? as usize),
             "--format" => {
                 o.format = match val(&a)?.as_str() {
                     "native" => Format::Native,
@@ -199,6 +214,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
     }
     if !o.read && o.publish.is_none() {
         return Err("--no-read needs --publish (nothing would be measured)".into());
+    }
+    if let Some(p) = o.publishers {
+        if p == 0 || o.format != Format::Channel || o.publish.is_none() || o.rate != 0.0 || !o.read || o.retry_publish.is_some() {
+            return Err("--publishers: at least 1, with --format channel, --publish, a closed loop (no --rate), \
+                        reading subscribers, and no --retry-publish (failed publishes are counted, not retried)"
+                .into());
+        }
     }
     Ok(o)
 }
@@ -261,6 +283,8 @@ struct Shared {
     synced: usize,
     remaining: Vec<u32>,
     last_delivery: Option<Instant>,
+    /// `--publishers`: the run's ledger.
+    ledger: Option<Ledger>,
 }
 
 impl Shared {
@@ -315,6 +339,82 @@ impl Shared {
             return *r == 0;
         }
         false
+    }
+}
+
+impl Shared {
+    /// With the ledger: one channel_message frame to subscriber `sub`, received at `now_ns`; true
+    /// when its counter has now reached every subscriber (or it is a subscriber's first sync).
+    fn deliver_ledgered(&mut self, sub: usize, frame: &[u8], size: usize, now_ns: u64) -> bool {
+        let m = match PubSubResp::decode(frame) {
+            Ok(PubSubResp { resp: Some(pub_sub_resp::Resp::ChannelMessage(m)), .. }) => m,
+            Ok(PubSubResp { resp: Some(pub_sub_resp::Resp::ErrorResp(e)), .. }) => {
+                self.bad(format!("subscriber {sub}: error_resp: {}", e.message));
+                return false;
+            }
+            Ok(_) => {
+                self.bad(format!("subscriber {sub}: unexpected push: not a channel_message"));
+                return false;
+            }
+            Err(e) => {
+                self.bad(format!("subscriber {sub}: undecodable push: {e}"));
+                return false;
+            }
+        };
+        let (seq, sent) = match check_payload(&m.data, size) {
+            Ok(p) => p,
+            Err(e) => {
+                self.bad(format!("subscriber {sub}: {e}"));
+                return false;
+            }
+        };
+        let Some(sid) = ledger::parse_id(&m.id) else {
+            self.bad(format!("subscriber {sub}: bad stream id {:?}", m.id));
+            return false;
+        };
+        let ledger = self.ledger.as_mut().expect("the ledger");
+        match ledger.deliver(sub, seq, sid) {
+            Delivery::Synced => {
+                self.synced += 1;
+                true
+            }
+            Delivery::SyncAgain | Delivery::Duplicate => false,
+            Delivery::New { unacked } => {
+                if self.measuring {
+                    self.deliveries += 1;
+                    self.hist.record(now_ns.saturating_sub(sent));
+                    self.last_delivery = Some(Instant::now());
+                }
+                if unacked {
+                    return false;
+                }
+                let r = &mut self.remaining[seq as usize % RING];
+                *r = r.saturating_sub(1);
+                *r == 0
+            }
+        }
+    }
+
+    /// With the ledger, once publishing is over: its counts folded into the run's (a second id
+    /// for a counter, or an answer naming another id, is a bad delivery); the number lost and the
+    /// JSON fields of its own.
+    fn close_ledger(&mut self, last_seq: u64, publishers: usize) -> Option<(u64, String)> {
+        let l = self.ledger.as_ref()?;
+        let (lost, unacked, mismatch) = l.tally(last_seq);
+        let (dup, ooo, twice, failed) = (l.duplicated, l.out_of_order, l.stored_twice, l.failed);
+        self.duplicated += dup;
+        self.out_of_order += ooo;
+        if twice + mismatch > 0 {
+            self.bad += twice + mismatch;
+            self.first_error.get_or_insert_with(|| format!("{twice} counters under two stream ids, {mismatch} answers naming another id"));
+        }
+        Some((
+            lost,
+            format!(
+                ",\"publishers\":{publishers},\"publish_attempts\":{last_seq},\"publish_failed\":{failed},\
+\"unacked_delivered\":{unacked},\"stored_twice\":{twice},\"id_mismatch\":{mismatch}"
+            ),
+        ))
     }
 }
 
@@ -437,6 +537,10 @@ async fn subscriber(
                     if o.format == Format::Channel && is_subscribe_resp(&buf[f.payload.clone()]) {
                         continue;
                     }
+                    if sh.ledger.is_some() {
+                        wake |= sh.deliver_ledgered(id, &buf[f.payload.clone()], o.size, now);
+                        continue;
+                    }
                     let checked = payload_of(o.format, &buf[f.payload], &mut decoded).and_then(|p| check_payload(p, o.size));
                     match checked {
                         Ok((seq, sent)) => wake |= sh.deliver(id, seq, sent, now, closed_loop),
@@ -516,6 +620,89 @@ async fn publish_one(poster: &mut Poster, path: &str, payload: &mut [u8], seq: u
     Ok(())
 }
 
+/// `--publishers P`: publishes counters 1, 2, ... P at a time (each on a connection of its own),
+/// at most `--window` ahead of the first counter not yet delivered to every subscriber, until
+/// `--messages` are acknowledged or `deadline`; then waits up to `--drain` for the last
+/// deliveries. A failed publish is recorded, not retried. Returns the last counter sent and the
+/// number acknowledged.
+async fn publish_ledgered(o: &Opts, path: &str, shared: &SharedRef, progress: &Notify, deadline: Instant) -> (u64, u64) {
+    let n = o.subscribers as u32;
+    let addr = o.publish_addr.clone().unwrap_or_else(|| o.addrs[0].clone());
+    let mut free: Vec<Poster> = (0..o.publishers.unwrap_or(1)).map(|_| Poster::new(&addr)).collect();
+    let mut flying = tokio::task::JoinSet::new();
+    let (mut last, mut completed) = (0u64, 0u64);
+    let advance = |completed: &mut u64, last: u64| {
+        let s = shared.borrow();
+        while *completed < last && s.remaining[(*completed + 1) as usize % RING] == 0 {
+            *completed += 1;
+        }
+    };
+    loop {
+        advance(&mut completed, last);
+        let acked = shared.borrow().ledger.as_ref().map_or(0, |l| l.acked);
+        let open = Instant::now() < deadline && (o.messages == 0 || acked < o.messages);
+        if open {
+            while !free.is_empty() && last - completed < o.window && (o.messages == 0 || acked + (flying.len() as u64) < o.messages) {
+                let mut poster = free.pop().expect("a free connection");
+                last += 1;
+                shared.borrow_mut().remaining[last as usize % RING] = n;
+                let (path, size, seq) = (path.to_string(), o.size, last);
+                flying.spawn_local(async move {
+                    let mut payload = vec![0u8; size];
+                    fill_payload(&mut payload, seq);
+                    let answer = match poster.post(&path, &mut payload, stamp).await {
+                        Ok(r) if (200..300).contains(&r.status) => match ledger::parse_id(&String::from_utf8_lossy(&r.body)) {
+                            Some(id) => Ok(id),
+                            None => Err(format!("publish {seq}: answer {:?} is no stream id", String::from_utf8_lossy(&r.body))),
+                        },
+                        Ok(r) => Err(format!("publish {seq}: status {}: {}", r.status, String::from_utf8_lossy(&r.body).trim())),
+                        Err(e) => {
+                            // The connection may be half used: a new one.
+                            poster = Poster::new(poster.addr());
+                            Err(format!("publish {seq}: {e}"))
+                        }
+                    };
+                    if answer.is_err() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    (poster, seq, answer)
+                });
+            }
+        } else if flying.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(done) = flying.join_next() => {
+                let (poster, seq, answer) = done.expect("a publish task");
+                free.push(poster);
+                let mut sh = shared.borrow_mut();
+                match answer {
+                    Ok(id) => sh.ledger.as_mut().expect("the ledger").answered(seq, Some(id)),
+                    Err(e) => {
+                        let l = sh.ledger.as_mut().expect("the ledger");
+                        l.answered(seq, None);
+                        if l.failed == 1 || l.failed.is_multiple_of(100) {
+                            eprintln!("pubsub-loadgen: {e}; not retried ({} failed so far)", l.failed);
+                        }
+                        sh.remaining[seq as usize % RING] = 0;
+                    }
+                }
+            }
+            _ = wait_progress(progress, Duration::from_millis(20)) => {}
+        }
+    }
+    let give_up = Instant::now() + Duration::from_secs_f64(o.drain);
+    while Instant::now() < give_up {
+        advance(&mut completed, last);
+        if completed == last {
+            break;
+        }
+        wait_progress(progress, Duration::from_millis(10)).await;
+    }
+    let acked = shared.borrow().ledger.as_ref().map_or(0, |l| l.acked);
+    (last, acked)
+}
+
 /// Waits for `progress` or `timeout`, whichever comes first.
 async fn wait_progress(progress: &Notify, timeout: Duration) {
     let _ = tokio::time::timeout(timeout, progress.notified()).await;
@@ -538,6 +725,7 @@ async fn run(o: Opts) -> i32 {
     let shared: SharedRef = Rc::new(RefCell::new(Shared {
         subs: (0..n).map(|_| SubState::default()).collect(),
         remaining: vec![0; RING],
+        ledger: o.publishers.map(|_| Ledger::new(n)),
         ..Shared::default()
     }));
     let progress = Rc::new(Notify::new());
@@ -581,6 +769,13 @@ async fn run(o: Opts) -> i32 {
                     break;
                 }
                 if let Err(e) = publish_one(&mut poster, path, &mut payload, 0, &mut published).await {
+                    if o.publishers.is_some() {
+                        // With the ledger a failed publish is no failure of the run: syncs go on.
+                        eprintln!("pubsub-loadgen: sync: {e}; publishing another");
+                        poster = Poster::new(o.publish_addr.as_deref().unwrap_or(&o.addrs[0]));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     shared.borrow_mut().error(e);
                     failed = true;
                     break;
@@ -608,6 +803,9 @@ async fn run(o: Opts) -> i32 {
     match (&o.publish, failed) {
         (_, true) => {}
         (None, false) => tokio::time::sleep_until(deadline.into()).await,
+        (Some(path), false) if o.publishers.is_some() => {
+            (last_seq, published.messages) = publish_ledgered(&o, path, &shared, &progress, deadline).await;
+        }
         (Some(path), false) => {
             let closed_loop = o.rate == 0.0;
             let mut completed = 0u64;
@@ -702,9 +900,11 @@ async fn run(o: Opts) -> i32 {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = procstat::sum_over(&pids, procstat::rss_kib);
+    let ledgered = shared.borrow_mut().close_ledger(last_seq, o.publishers.unwrap_or(0));
     let sh = shared.borrow();
     let checked = o.read && o.publish.is_some();
     let lost: u64 = sh.subs.iter().map(|s| s.missing.len() as u64 + if checked { (last_seq + 1).saturating_sub(s.next.max(1)) } else { 0 }).sum();
+    let (lost, ledger_fields) = ledgered.map_or((lost, String::new()), |(l, f)| (l, f));
     let h = &sh.hist;
     let per_conn = match (rss_before, rss_connected) {
         (Some(b), Some(c)) => format!("{:.2}", (c as f64 - b as f64) / n as f64),
@@ -719,7 +919,7 @@ async fn run(o: Opts) -> i32 {
 \"refused_full\":{},\"refused_closed\":{},\"pushed\":{},\
 \"client_cpu\":{:.3},\"client_saturated\":{},\"server_cpu\":{server_cpu},\"server_cpu_us_per_delivery\":{cpu_per_delivery},\
 \"server_rss_kib_before\":{},\"server_rss_kib_connected\":{},\"server_rss_kib_peak\":{},\"server_rss_kib_after\":{},\
-\"rss_per_connection_kib\":{per_conn},\"watched\":{{{}}}}}",
+\"rss_per_connection_kib\":{per_conn},\"watched\":{{{}}}{ledger_fields}}}",
         o.label.replace('"', "'"),
         if o.publish.is_some() { "publish" } else { "server" },
         match o.format { Format::Native => "native", Format::Raw => "raw", Format::Channel => "channel" },

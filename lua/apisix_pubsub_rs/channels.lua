@@ -264,13 +264,16 @@ end
 -- the first attach): { cfg, channels = { [name] = channel }, asking = { [name] = semaphore of a
 -- subscribe asking Redis about a channel not read yet }, running, blocked, down (the
 -- reader lost Redis),
--- reader_id }. A channel: { name, pos (the last id delivered), subs = { [sub] = true }, n }.
+-- reader_id, exit (a semaphore posted when the worker exits: the reader's and catch-ups' pauses
+-- wait on it), watched (the exit watch is armed) }. A channel: { name, pos (the last id
+-- delivered), subs = { [sub] = true }, n }.
 local backends = {}
 
 local function backend_of(cfg)
     local b = backends[cfg.backend]
     if not b then
-        b = { cfg = cfg, channels = {}, asking = {}, running = false, blocked = false, down = false }
+        b = { cfg = cfg, channels = {}, asking = {}, running = false, blocked = false, down = false,
+              exit = semaphore.new(), watched = false }
         backends[cfg.backend] = b
     end
     return b
@@ -279,17 +282,74 @@ _M._backends = backends -- for the tests: what the worker reads
 
 local reader
 
--- Ends the reader's XREAD BLOCK (as if it timed out): it then reads the set of channels anew.
+-- Sends CLIENT UNBLOCK for the reader's connection `id` from another connection: its XREAD
+-- BLOCK returns as if it had timed out. True when Redis unblocked it.
+local function send_unblock(b, id)
+    local conn = redis.connect(b.cfg.redis_opts)
+    if not conn then
+        return false
+    end
+    local n = conn:call("CLIENT", "UNBLOCK", id)
+    if n then
+        conn:release()
+    else
+        conn:close()
+    end
+    return n == 1
+end
+
+-- Ends the reader's block: it then reads the set of channels anew.
 local function unblock(premature, b, id)
     if premature or not b.blocked or b.reader_id ~= id then
         return
     end
-    local conn = redis.connect(b.cfg.redis_opts)
-    if conn then
-        if conn:call("CLIENT", "UNBLOCK", id) then
-            conn:release()
+    send_unblock(b, id)
+end
+
+-- Worker exit. An exiting worker stays until its running timers end, and the reader is one: its
+-- XREAD BLOCK (up to `block` ms) and its pauses would hold the worker that long. A timer that
+-- is still pending is run early (premature) when the worker exits, so each backend arms one, far
+-- in the future, with its reader: at the exit it wakes every pause of the reader and of the
+-- catch-ups, and ends the reader's block with CLIENT UNBLOCK; the reader then sees the exit and
+-- stops. ngx.sleep would not be woken: pauses wait on the backend's `exit` semaphore instead.
+local EXIT_WATCH = 365 * 86400
+local EXIT_POSTS = 1000000 -- every pause of the backend, now and later, returns at once
+local EXIT_UNBLOCK_FOR = 1 -- seconds the exit watch keeps asking Redis to unblock the reader
+
+local function pause(b, seconds)
+    b.exit:wait(seconds)
+end
+
+local function on_exit(premature, b)
+    if not premature then
+        -- A year without an exit: watch on.
+        b.watched = timer_at(EXIT_WATCH, on_exit, b) and true or false
+        return
+    end
+    ngx_log(INFO, "channels: the worker exits: the reader of ", b.cfg.redis, " is told to stop (running: ",
+        b.running, ", blocked: ", b.blocked, ")")
+    b.exit:post(EXIT_POSTS)
+    -- The reader's XREAD may be on its way (sent while its connection was being made): the
+    -- unblock is asked again until it is answered, the reader stops, or a second has gone.
+    update_time()
+    local deadline = now() + EXIT_UNBLOCK_FOR
+    while b.running and now() < deadline do
+        if b.blocked and b.reader_id and send_unblock(b, b.reader_id) then
+            return
+        end
+        sleep(0.01)
+        update_time()
+    end
+end
+
+-- Arms the backend's exit watch (once: it re-arms itself).
+local function watch_exit(b)
+    if not b.watched then
+        local ok, err = timer_at(EXIT_WATCH, on_exit, b)
+        if ok then
+            b.watched = true
         else
-            conn:close()
+            ngx_log(WARN, "channels: failed to arm the exit watch (an exiting worker waits for the reader's block): ", err)
         end
     end
 end
@@ -300,6 +360,7 @@ local function wake(b)
         local ok, err = timer_at(0, reader, b)
         if ok then
             b.running = true
+            watch_exit(b)
         else
             ngx_log(ERR, "channels: failed to start the reader: ", err)
         end
@@ -431,7 +492,7 @@ catch_up = function(premature, b, s)
         end
         if not list then
             ngx_log(WARN, "channels: catch-up of ", s.channel, " waits for redis: ", err)
-            sleep(backoff)
+            pause(b, backoff)
             backoff = min(backoff * 2, 2)
         elseif #list == 0 then
             s.cursor = target -- nothing retained between them
@@ -446,7 +507,10 @@ catch_up = function(premature, b, s)
                     elseif serr ~= "queue full" or s.conn.io.ended then
                         return release(b, s)
                     end
-                    sleep(0.05)
+                    pause(b, 0.05)
+                    if worker_exiting() then
+                        return release(b, s)
+                    end
                 end
                 if s.state ~= "catching" then
                     return
@@ -490,9 +554,13 @@ reader = function(premature, b)
                     ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; retrying")
                 end
                 down = err
-                sleep(backoff)
+                pause(b, backoff)
                 backoff = min(backoff * 2, 2)
             end
+        end
+        if conn and worker_exiting() then
+            -- (The connect yielded: the exit watch may have looked before this XREAD was sent.)
+            break
         end
         if conn then
             -- `asked`: the channel states this XREAD reads, from their positions. A channel left
@@ -531,10 +599,18 @@ reader = function(premature, b)
                 down = err
                 ngx_log(WARN, "channels: the reader lost redis ", cfg.redis, ": ", err, "; reconnecting")
                 conn = nil
+            elseif sub(err, 1, 14) == "redis: LOADING" then
+                -- A restarted Redis still loading its data answers so: it is not back yet.
+                if not b.down then
+                    ngx_log(WARN, "channels: the reader waits for redis ", cfg.redis, " to load its data")
+                end
+                b.down = true
+                pause(b, backoff)
+                backoff = min(backoff * 2, 2)
             else
                 -- An error reply (say, a key that is no stream): said, and read again later.
                 ngx_log(ERR, "channels: XREAD failed: ", err)
-                sleep(backoff)
+                pause(b, backoff)
                 backoff = min(backoff * 2, 2)
             end
         end

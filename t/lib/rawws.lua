@@ -15,7 +15,7 @@ function _M.connect(path, headers, opts)
     opts = opts or {}
     local sock = ngx.socket.tcp()
     sock:settimeout(opts.timeout or 3000)
-    local ok, err = sock:connect("127.0.0.1", opts.port or tonumber(ngx.var.server_port))
+    local ok, err = sock:connect("127.0.0.1", tonumber(opts.port or ngx.var.server_port))
     if not ok then
         return nil, "connect: " .. err
     end
