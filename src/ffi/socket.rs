@@ -25,9 +25,11 @@
 //! then ends the connection the usual way.
 //!
 //! The layout read here (`ngx_http_request_t.connection`; `ngx_connection_t.data`, `.fd`,
-//! `.send`, `.sent`) has stood in nginx since its first versions; attaching checks that the
-//! request and its connection point at each other and that `send` is `ngx_unix_send` before any
-//! of it is trusted.
+//! `.send`) has stood in nginx since its first versions; attaching checks that the request and
+//! its connection point at each other and that `send` is `ngx_unix_send` before any of it is
+//! trusted. Nothing of nginx's is written (not even `c->sent`: adding to it kept an exiting worker
+//! from running its pending timers early, t/channels/exit.t showed), so the bytes written here are
+//! not in the access log's `$bytes_sent`.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
@@ -35,13 +37,12 @@ use std::io::IoSlice;
 use std::rc::Rc;
 
 /// Offsets in nginx's structs, 64-bit builds: `ngx_http_request_t.connection` (after a `uint32_t`
-/// signature), and `ngx_connection_t`'s `data`, `fd`, `send` and `sent` (after `data`, `read`,
-/// `write`, `fd`, `recv`, `send`, `recv_chain`, `send_chain`, `listening`).
+/// signature), and `ngx_connection_t`'s `data`, `fd` and `send` (after `data`, `read`, `write`,
+/// `fd`, `recv`).
 const R_CONNECTION: usize = 8;
 const C_DATA: usize = 0;
 const C_FD: usize = 24;
 const C_SEND: usize = 40;
-const C_SENT: usize = 72;
 
 /// nginx's `ngx_http_cleanup_t`: a handler called with `data` when the request is freed.
 #[repr(C)]
@@ -83,7 +84,6 @@ pub enum Wrote {
 /// A connection's descriptor, while its request lives.
 #[derive(Debug)]
 pub struct Socket {
-    conn: *mut u8,
     fd: c_int,
     /// Cleared by nginx's request cleanup ([`link_gone`]).
     alive: Rc<Cell<bool>>,
@@ -115,7 +115,7 @@ impl Socket {
         // SAFETY: `r` is a live request (the caller's promise): its connection pointer is at
         // R_CONNECTION, and the connection, when non-null, is a live ngx_connection_t whose
         // fields read here lie within it.
-        let (conn, data, send, fd) = unsafe {
+        let (data, send, fd) = unsafe {
             let conn = *(r.add(R_CONNECTION) as *const *mut u8);
             if conn.is_null() {
                 return Err(NotAttached::Layout);
@@ -123,7 +123,7 @@ impl Socket {
             let data = *(conn.add(C_DATA) as *const *mut u8);
             let send = *(conn.add(C_SEND) as *const *const c_void);
             let fd = *(conn.add(C_FD) as *const c_int);
-            (conn, data, send, fd)
+            (data, send, fd)
         };
         if data != r || fd < 0 {
             return Err(NotAttached::Layout);
@@ -145,7 +145,7 @@ impl Socket {
             (*cln).data = Rc::into_raw(alive.clone()) as *mut c_void;
             (*cln).handler = Some(link_gone);
         }
-        Ok(Socket { conn, fd, alive, failed: false })
+        Ok(Socket { fd, alive, failed: false })
     }
 
     /// Whether the request still lives.
@@ -179,12 +179,6 @@ impl Socket {
                 }
             }
         };
-        // SAFETY: the live connection's `sent` (an off_t), which nginx's own sends add to; kept
-        // true for the access log's $bytes_sent.
-        unsafe {
-            let sent = self.conn.add(C_SENT) as *mut i64;
-            *sent += n as i64;
-        }
         Wrote::Bytes(n)
     }
 }
