@@ -155,10 +155,15 @@ impl Inflater {
                 let want = room.min(CHUNK);
                 let at = out.len();
                 reserve_within(out, want, at + room);
-                out.resize(at + want, 0);
-                let status = state.decompress(input, &mut out[at..], FlushDecompress::Sync);
+                // Into the spare capacity as it is: zeroing a piece first cost as much as
+                // inflating a 1 KiB message into it.
+                let status = state.decompress_uninit(input, &mut out.spare_capacity_mut()[..want], FlushDecompress::Sync);
                 let written = (state.total_out() - out_before) as usize;
-                out.truncate(at + written);
+                debug_assert!(written <= want);
+                // SAFETY: `written` (what total_out counts, at most the `want` bytes of room it
+                // was given) bytes of the spare capacity from `at` on are the ones the inflate
+                // state has just written, so they are initialised.
+                unsafe { out.set_len(at + written) };
                 (status.map_err(|_| InflateError::Corrupt)?, want)
             };
             let consumed = (state.total_in() - in_before) as usize;
