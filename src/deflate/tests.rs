@@ -382,8 +382,15 @@ fn shared_compression_is_the_same_bytes_for_every_connection() {
     }
     let small = SharedKey { window_bits: 9, level: 1 };
     let c = shared.deflate_shared(small, &message).unwrap();
-    assert_eq!(shared.keys().collect::<Vec<_>>(), [key, small]);
     assert_eq!(raw_inflate(9, &c).unwrap(), message);
+    // Messages under 16 KiB take no zlib state; larger ones one per key, kept for the next.
+    assert_eq!(shared.keys().count(), 0);
+    let large = message.repeat(30);
+    for k in [key, small, key] {
+        let z = shared.deflate_shared(k, &large).unwrap();
+        assert_eq!(raw_inflate(k.window_bits, &z).unwrap(), large);
+    }
+    assert_eq!(shared.keys().collect::<Vec<_>>(), [key, small]);
     // Random bytes do not shrink: better sent uncompressed.
     let mut rng = 1u32;
     let noise: Vec<u8> = (0..2000).map(|_| { rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345); (rng >> 16) as u8 }).collect();
