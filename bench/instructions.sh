@@ -9,6 +9,8 @@
 #   LIB_DIR=target/release                       where libapisix_pubsub_rs.so is (compare builds)
 #   PROTO=path/to/pubsub.proto                   a schema loaded at run time (load_proto), to compare
 #   TOP=15                                       functions listed, by their own instructions
+#   LOADGEN_ARGS="--compress --payload json"     more load generator options (permessage-deflate with
+#                                                the server native_compressed; ?level=N via SERVER_QUERY)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$("$root/scripts/runtime.sh")"
@@ -43,6 +45,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /native_compressed { content_by_lua_block { require("servers").native_compressed(tonumber(ngx.var.arg_max), tonumber(ngx.var.arg_level)) } }
         location = /native_lua_handler { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
@@ -55,11 +58,11 @@ vg=$!
 trap 'kill -QUIT $vg 2>/dev/null; wait $vg 2>/dev/null || true' EXIT
 for _ in $(seq 150); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.2; done
 max=$(( state > 60000 ? 2 * 1024 * 1024 : 65535 ))
-path="/$server?max=$max" check=full
+path="/$server?max=$max${SERVER_QUERY:-}" check=full
 if [ "$server" = floor ]; then
     check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
 fi
-load() { "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" --check "$check" --messages "$1" >/dev/null; }
+load() { "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" --check "$check" --messages "$1" ${LOADGEN_ARGS:-} >/dev/null; }
 load 200
 callgrind_control -z "$vg" >/dev/null
 load "$n"

@@ -10,6 +10,9 @@ use super::{InflateError, Params, TAIL};
 /// neither memory nor CPU goes past the limit by more than one piece's work.
 const CHUNK: usize = 16 << 10;
 
+/// Final frames' payloads up to this size are inflated with the tail in one call.
+const SMALL: usize = 256;
+
 thread_local! {
     /// Inflate states between messages of connections without client context takeover, one per
     /// window size, reset: a message takes one and gives it back when it ends, so such messages
@@ -90,16 +93,26 @@ impl Inflater {
             return Err(e);
         }
         self.received += payload.len();
-        let result = self.run(payload, out, max_message_len).and_then(|()| {
-            // A message of no payload at all is the empty message: zlib-based senders write
-            // nothing for it after another message, and the tail alone would leave the stream
-            // in the middle of a block header.
-            if fin && !self.ended && self.received > 0 {
-                self.run(&TAIL, out, max_message_len)
-            } else {
-                Ok(())
-            }
-        });
+        // A message of no payload at all is the empty message: zlib-based senders write nothing
+        // for it after another message, and the tail alone would leave the stream in the middle
+        // of a block header.
+        let tail = fin && self.received > 0;
+        let result = if tail && payload.len() <= SMALL {
+            // The payload and the tail in one call: for a small message the inflate state's
+            // setup for a second call cost as much as its payload.
+            let mut joined = [0u8; SMALL + TAIL.len()];
+            joined[..payload.len()].copy_from_slice(payload);
+            joined[payload.len()..payload.len() + TAIL.len()].copy_from_slice(&TAIL);
+            self.run(&joined[..payload.len() + TAIL.len()], out, max_message_len)
+        } else {
+            self.run(payload, out, max_message_len).and_then(|()| {
+                if tail && !self.ended {
+                    self.run(&TAIL, out, max_message_len)
+                } else {
+                    Ok(())
+                }
+            })
+        };
         match result {
             Err(e) => {
                 self.failed = Some(e);

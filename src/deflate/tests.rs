@@ -501,3 +501,19 @@ proptest! {
     }
 }
 
+
+#[test]
+fn final_frames_around_the_one_call_size_inflate_alike() {
+    // Stored blocks (level 0): the payload is the message and 5 bytes, so these cross the size
+    // under which a final frame is inflated with the tail in one call.
+    for n in 240..270usize {
+        let m: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+        let mut wire = vec![];
+        Deflater::new(&NO_TAKEOVER, 0).deflate(&m, &mut wire);
+        let mut inf = Inflater::new(&NO_TAKEOVER);
+        assert_eq!(inflate_all(&mut inf, &[&wire], n).unwrap(), m, "{} payload bytes", wire.len());
+        assert_eq!(inflate_all(&mut inf, &[&wire[..10], &wire[10..]], n).unwrap(), m);
+        let mut out = vec![];
+        assert_eq!(inf.inflate(&wire, true, &mut out, n - 1), Err(InflateError::TooBig { max: n - 1 }));
+    }
+}
