@@ -94,15 +94,31 @@ pub fn deflate_alone(message: &[u8], level: u32, window_bits: u8, out: &mut Vec<
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         let max_dist = (1usize << window_bits) - MIN_LOOKAHEAD;
-        let mut freqs = Freqs::new();
-        parse(message, EFFORT[level as usize], max_dist, s, &mut freqs);
+        let start = out.len();
         let mut bits = BitWriter { out, acc: 0, n: 0 };
-        // Level 1 is the fastest: the fixed codes, as zlib-ng's and zlib-rs's level 1 send
-        // (building codes for the message cost 1 KiB of JSON-like data half its time).
-        write_block(message, s, &freqs, level > 1, &mut bits);
+        if level == 1 {
+            // The fastest: the fixed codes, as zlib-ng's and zlib-rs's level 1 send, written as
+            // the matches are found (building codes for the message cost 1 KiB of JSON-like
+            // data half its time).
+            bits.put(0b010, 3);
+            lz77(message, EFFORT[1], max_dist, &mut s.head, &mut s.prev, &mut FixedCodes(&mut bits));
+            bits.put(u32::from(FIXED_LIT_CODES[END]), u32::from(FIXED_LIT[END]));
+        } else {
+            let mut freqs = Freqs::new();
+            parse(message, EFFORT[level as usize], max_dist, s, &mut freqs);
+            write_block(message, s, &freqs, &mut bits);
+        }
         // The sync flush's empty stored block: BFINAL 0, BTYPE 00, then up to the byte.
         bits.put(0, 3);
         bits.finish();
+        // Stored bytes and both blocks' headers: what the fixed codes must not pass.
+        if out.len() - start > message.len() + STORED_OVERHEAD {
+            out.truncate(start);
+            let mut bits = BitWriter { out, acc: 0, n: 0 };
+            write_stored(message, &mut bits);
+            bits.put(0, 3);
+            bits.finish();
+        }
     });
 }
 
@@ -110,7 +126,7 @@ pub fn deflate_alone(message: &[u8], level: u32, window_bits: u8, out: &mut Vec<
 // LZ77
 
 fn hash_bits(len: usize) -> u32 {
-    (usize::BITS - len.leading_zeros()).clamp(8, 14)
+    (usize::BITS - len.leading_zeros()).saturating_sub(1).clamp(8, 14)
 }
 
 /// Length of the common prefix of `m[a..]` and `m[b..]`, at most `max`.
@@ -209,22 +225,66 @@ impl Chains<'_> {
 
 /// Fills `s.tokens` with the literals and matches of `m`, and `freqs` with their codes' counts.
 fn parse(m: &[u8], effort: Effort, max_dist: usize, s: &mut Scratch, freqs: &mut Freqs) {
-    let bits = hash_bits(m.len());
-    s.head.clear();
-    s.head.resize(1 << bits, 0);
-    s.prev.resize(m.len().max(s.prev.len()), 0);
     s.tokens.clear();
-    let tokens = &mut s.tokens;
+    let mut sink = Tokens { tokens: &mut s.tokens, freqs };
+    lz77(m, effort, max_dist, &mut s.head, &mut s.prev, &mut sink);
+    freqs.lit[END] += 1;
+}
+
+/// Where [`lz77`] puts the literals and matches it finds.
+trait Sink {
+    fn literal(&mut self, b: u8);
+    fn matched(&mut self, len: usize, dist: usize);
+}
+
+/// Kept for a block whose codes are made from them.
+struct Tokens<'a> {
+    tokens: &'a mut Vec<u32>,
+    freqs: &'a mut Freqs,
+}
+
+impl Sink for Tokens<'_> {
+    fn literal(&mut self, b: u8) {
+        self.tokens.push(u32::from(b));
+        self.freqs.lit[usize::from(b)] += 1;
+    }
+
+    fn matched(&mut self, len: usize, dist: usize) {
+        self.tokens.push(MATCH | ((len - 3) as u32) << 16 | dist as u32);
+        self.freqs.lit[257 + usize::from(LEN_CODE[len - 3].0)] += 1;
+        self.freqs.dist[usize::from(dist_code(dist).0)] += 1;
+    }
+}
+
+/// Written at once with the fixed codes.
+struct FixedCodes<'a, 'b>(&'a mut BitWriter<'b>);
+
+impl Sink for FixedCodes<'_, '_> {
+    fn literal(&mut self, b: u8) {
+        let s = usize::from(b);
+        self.0.put(u32::from(FIXED_LIT_CODES[s]), u32::from(FIXED_LIT[s]));
+    }
+
+    fn matched(&mut self, len: usize, dist: usize) {
+        put_match(self.0, len, dist, (&FIXED_LIT, &FIXED_LIT_CODES), (&FIXED_DIST, &FIXED_DIST_CODES));
+    }
+}
+
+/// The literals and matches of `m`, into `sink`.
+fn lz77(m: &[u8], effort: Effort, max_dist: usize, head: &mut Vec<u16>, prev: &mut Vec<u16>, sink: &mut impl Sink) {
+    let bits = hash_bits(m.len());
+    head.clear();
+    head.resize(1 << bits, 0);
+    prev.resize(m.len().max(prev.len()), 0);
     let last = m.len().saturating_sub(MIN_MATCH - 1);
-    let mut chains = Chains { m, head: &mut s.head, prev: &mut s.prev, shift: 32 - bits, next: 0, last, max_dist };
+    let mut chains = Chains { m, head, prev, shift: 32 - bits, next: 0, last, max_dist };
     let mut i = 0;
     // A match found for `i` while looking one byte ahead.
     let mut ahead: Option<(usize, usize)> = None;
     while i < m.len() {
         let (len, dist) = ahead.take().unwrap_or_else(|| chains.longest(i, effort.chain, effort.nice));
         if len < MIN_MATCH {
-            tokens.push(u32::from(m[i]));
-            freqs.lit[usize::from(m[i])] += 1;
+            sink.literal(m[i]);
             i += 1;
             continue;
         }
@@ -232,20 +292,16 @@ fn parse(m: &[u8], effort: Effort, max_dist: usize, s: &mut Scratch, freqs: &mut
             let chain = if len >= effort.good { effort.chain / 4 } else { effort.chain };
             let next = chains.longest(i + 1, chain.max(1), effort.nice);
             if next.0 > len {
-                tokens.push(u32::from(m[i]));
-                freqs.lit[usize::from(m[i])] += 1;
+                sink.literal(m[i]);
                 i += 1;
                 ahead = Some(next);
                 continue;
             }
         }
-        tokens.push(MATCH | ((len - 3) as u32) << 16 | dist as u32);
-        freqs.lit[257 + usize::from(LEN_CODE[len - 3].0)] += 1;
-        freqs.dist[usize::from(dist_code(dist).0)] += 1;
+        sink.matched(len, dist);
         i += len;
         chains.advance(i, len <= effort.insert);
     }
-    freqs.lit[END] += 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,9 +544,8 @@ fn extra_bits(freqs: &Freqs) -> u64 {
 /// Extra bits per length code − 257.
 const LEN_CODES_EXTRA: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
 
-/// Writes one non-final block of `tokens` (of `m`), in whichever form is shortest: dynamic
-/// codes only when `dynamic`.
-fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, dynamic_codes: bool, bits: &mut BitWriter<'_>) {
+/// Writes one non-final block of `tokens` (of `m`), in whichever form is shortest.
+fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, bits: &mut BitWriter<'_>) {
     let extra = extra_bits(freqs);
     let fixed = extra + code_bits(freqs, &FIXED_LIT, &FIXED_DIST);
     // Stored: up to the byte, LEN and NLEN, the bytes (the padding counted at its most).
@@ -500,7 +555,7 @@ fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, dynamic_codes: bool, bi
     let mut dist = [0u8; DIST_CODES];
     let (mut hlit, mut hdist, mut hclen, mut cl) = (0, 0, 0, [0u8; CL_CODES]);
     let mut dynamic = u64::MAX;
-    if dynamic_codes && s.tokens.len() >= FEW_TOKENS {
+    if s.tokens.len() >= FEW_TOKENS {
         code_lengths(&freqs.lit, 15, &mut lit, &mut s.huffman);
         code_lengths(&freqs.dist, 15, &mut dist, &mut s.huffman);
         hlit = 257 + lit[257..].iter().rposition(|&l| l > 0).map_or(0, |p| p + 1);
@@ -521,13 +576,7 @@ fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, dynamic_codes: bool, bi
         dynamic = header + extra + code_bits(freqs, &lit, &dist);
     }
     if stored < dynamic.min(fixed) {
-        bits.put(0, 3);
-        bits.finish();
-        let len = m.len() as u16;
-        bits.out.extend_from_slice(&len.to_le_bytes());
-        bits.out.extend_from_slice(&(!len).to_le_bytes());
-        bits.out.extend_from_slice(m);
-        return;
+        return write_stored(m, bits);
     }
     if fixed <= dynamic {
         bits.put(0b010, 3);
@@ -557,18 +606,37 @@ fn write_tokens(tokens: &[u32], (lit, lit_codes): (&[u8], &[u16]), (dist, dist_c
             bits.put(u32::from(lit_codes[s]), u32::from(lit[s]));
             continue;
         }
-        let x = ((t >> 16) & 0xff) as usize;
-        let (code, extra) = LEN_CODE[x];
-        let s = 257 + usize::from(code);
-        bits.put(u32::from(lit_codes[s]), u32::from(lit[s]));
-        bits.put((x as u32) & ((1 << extra) - 1), u32::from(extra));
-        let d = (t & 0xffff) as usize;
-        let (code, extra) = dist_code(d);
-        let s = usize::from(code);
-        bits.put(u32::from(dist_codes[s]), u32::from(dist[s]));
-        bits.put(((d - 1) as u32) & ((1 << extra) - 1), u32::from(extra));
+        put_match(bits, ((t >> 16) & 0xff) as usize + 3, (t & 0xffff) as usize, (lit, lit_codes), (dist, dist_codes));
     }
     bits.put(u32::from(lit_codes[END]), u32::from(lit[END]));
+}
+
+/// Writes a match of `len` bytes `dist` back: its length code, extra bits, distance code, extra bits.
+#[inline]
+fn put_match(bits: &mut BitWriter<'_>, len: usize, dist: usize, (lit, lit_codes): (&[u8], &[u16]), (dist_lens, dist_codes): (&[u8], &[u16])) {
+    let x = len - 3;
+    let (code, extra) = LEN_CODE[x];
+    let s = 257 + usize::from(code);
+    bits.put(u32::from(lit_codes[s]), u32::from(lit[s]));
+    bits.put((x as u32) & ((1 << extra) - 1), u32::from(extra));
+    let (code, extra) = dist_code(dist);
+    let s = usize::from(code);
+    bits.put(u32::from(dist_codes[s]), u32::from(dist_lens[s]));
+    bits.put(((dist - 1) as u32) & ((1 << extra) - 1), u32::from(extra));
+}
+
+/// A stored block's bytes beyond the message's, with the sync flush's empty block: a header
+/// byte, LEN and NLEN, and the empty block's header byte.
+const STORED_OVERHEAD: usize = 1 + 4 + 1;
+
+/// Writes `m` as a stored block (from a byte boundary, as at the start of a message).
+fn write_stored(m: &[u8], bits: &mut BitWriter<'_>) {
+    bits.put(0, 3);
+    bits.finish();
+    let len = m.len() as u16;
+    bits.out.extend_from_slice(&len.to_le_bytes());
+    bits.out.extend_from_slice(&(!len).to_le_bytes());
+    bits.out.extend_from_slice(m);
 }
 
 /// Bits written least significant first, as DEFLATE packs them.
@@ -674,6 +742,18 @@ mod tests {
             for (s, &c) in f.iter().enumerate() {
                 assert!(c == 0 || lens[s] > 0, "every used symbol has a code");
             }
+        }
+    }
+
+    #[test]
+    fn what_codes_cannot_shrink_goes_stored() {
+        let mut rng = 99u32;
+        let noise: Vec<u8> = (0..3000).map(|_| { rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345); (rng >> 16) as u8 }).collect();
+        for level in [1, 6] {
+            let mut out = vec![];
+            deflate_alone(&noise, level, 15, &mut out);
+            assert_eq!(out.len(), noise.len() + STORED_OVERHEAD, "level {level}");
+            assert_eq!(inflate(15, &out), noise);
         }
     }
 
