@@ -8,9 +8,10 @@
 #   STATE=60000 CONNS=1 DEPTH=16 MESSAGES=2000   the load (after a 200-message warm-up)
 #   LIB_DIR=target/release                       where libapisix_pubsub_rs.so is (compare builds)
 #   PROTO=path/to/pubsub.proto                   a schema loaded at run time (load_proto), to compare
+#   QUERY=direct=0                               added to the location's query (direct=0: every write by the writer thread)
 #   TOP=15                                       functions listed, by their own instructions
-#   LOADGEN_ARGS="--compress --payload json"     more load generator options (permessage-deflate with
-#                                                the server native_compressed; ?level=N via SERVER_QUERY)
+#   LOADGEN_ARGS="--compress --payload json"     more load generator options (permessage-deflate: with
+#                                                the server native_compressed; its level by QUERY=level=N)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$("$root/scripts/runtime.sh")"
@@ -58,7 +59,7 @@ vg=$!
 trap 'kill -QUIT $vg 2>/dev/null; wait $vg 2>/dev/null || true' EXIT
 for _ in $(seq 150); do ss -ltn | grep -q "127.0.0.1:$port " && break; sleep 0.2; done
 max=$(( state > 60000 ? 2 * 1024 * 1024 : 65535 ))
-path="/$server?max=$max${SERVER_QUERY:-}" check=full
+path="/$server?max=$max${QUERY:+&$QUERY}" check=full
 if [ "$server" = floor ]; then
     check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
 fi
