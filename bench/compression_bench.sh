@@ -9,7 +9,9 @@
 #
 #   COMP_SECONDS (default 3), COMP_ROUNDS (default 3), COMP_CONNS (default 16), COMP_DEPTH (default 16)
 #   COMP_CELLS   payload:bytes cells (default "bytes:16 json:1024 json:60000 random:1024 random:60000")
-#   COMP_MODES   default "off on"; also on-l1 (compression at zlib level 1 for every size)
+#   COMP_MODES   default "off on"; also on-l1 and on-l6 (the server at zlib level 1 or 6 for every size)
+#   COMP_CLIENT_LEVEL  zlib level of the load generator's compressed requests (default 6, zlib's
+#                default, as browsers, Python websockets and Node's ws compress)
 #   COMP_OUT     the results file (default bench/results/<UTC time>-compression.jsonl; never overwritten)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -61,9 +63,10 @@ for round in $(seq "$rounds"); do
             case "$mode" in
                 on) path=/native_compressed flag=--compress ;;
                 on-l1) path="/native_compressed?level=1" flag=--compress ;;
+                on-l6) path="/native_compressed?level=6" flag=--compress ;;
             esac
             $pin_client "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" \
-                --payload "$payload" $flag -t "$secs" --server-pid "$nginx_worker" \
+                --payload "$payload" $flag ${flag:+--compress-level "${COMP_CLIENT_LEVEL:-6}"} -t "$secs" --server-pid "$nginx_worker" \
                 --label "round $round $payload $state $mode" | sed "s/\"compress\":true/\"compress\":\"$mode\"/" >> "$out"
         done
     done

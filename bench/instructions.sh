@@ -10,6 +10,8 @@
 #   PROTO=path/to/pubsub.proto                   a schema loaded at run time (load_proto), to compare
 #   QUERY=direct=0                               added to the location's query (direct=0: every write by the writer thread)
 #   TOP=15                                       functions listed, by their own instructions
+#   LOADGEN_ARGS="--compress --payload json"     more load generator options (permessage-deflate: with
+#                                                the server native_compressed; its level by QUERY=level=N)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$("$root/scripts/runtime.sh")"
@@ -44,6 +46,7 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /native { content_by_lua_block { require("servers").native(tonumber(ngx.var.arg_max)) } }
+        location = /native_compressed { content_by_lua_block { require("servers").native_compressed(tonumber(ngx.var.arg_max), tonumber(ngx.var.arg_level)) } }
         location = /native_lua_handler { content_by_lua_block { require("servers").native_lua_handler(tonumber(ngx.var.arg_max)) } }
         location = /lua_framing { content_by_lua_block { require("servers").lua_framing(tonumber(ngx.var.arg_max)) } }
         location = /floor { content_by_lua_block { require("servers").floor(tonumber(ngx.var.arg_max)) } }
@@ -60,7 +63,7 @@ path="/$server?max=$max${QUERY:+&$QUERY}" check=full
 if [ "$server" = floor ]; then
     check=length; path="/floor?max=$max&state=$state&frame=$("$lg" -s "$state" --frame-size)"
 fi
-load() { "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" --check "$check" --messages "$1" >/dev/null; }
+load() { "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" --check "$check" --messages "$1" ${LOADGEN_ARGS:-} >/dev/null; }
 load 200
 callgrind_control -z "$vg" >/dev/null
 load "$n"

@@ -48,6 +48,8 @@ USAGE: pubsub-loadgen [OPTIONS]
                       (JSON-like order records) or random
   --compress          offer permessage-deflate (no context takeover): requests go compressed,
                       compressed replies are inflated; reports wire bytes either way
+  --compress-level N  zlib level of the compressed requests, 0-9 (default 6, zlib's default, which
+                      browsers, Python websockets and Node's ws use)
   --frame-size        print the size of one request frame for these options, and exit
                       (every request of a run has the same size: sequences are 2^56 + id * 2^32 + n)
   -h, --help          this text
@@ -72,6 +74,7 @@ struct Opts {
     frame_size: bool,
     payload: String,
     compress: bool,
+    compress_level: u32,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Opts, String> {
         frame_size: false,
         payload: "bytes".into(),
         compress: false,
+        compress_level: 6,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -112,6 +116,7 @@ fn parse_args() -> Result<Opts, String> {
             "--label" => o.label = val(&a)?,
             "--frame-size" => o.frame_size = true,
             "--compress" => o.compress = true,
+            "--compress-level" => o.compress_level = val("--compress-level")?.parse().ok().filter(|l| *l <= 9).ok_or("--compress-level: 0-9")?,
             "--payload" => {
                 o.payload = val("--payload")?;
                 if !["bytes", "json", "random"].contains(&o.payload.as_str()) {
@@ -293,7 +298,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         return t;
     }
     let conn = Conn { stream, buf, start: 0 };
-    let mut deflater = agreed.then(|| Deflater::new(&DEFLATE_PARAMS, 6));
+    let mut deflater = agreed.then(|| Deflater::new(&DEFLATE_PARAMS, o.compress_level));
     let state: Vec<u8> = payload(&o.payload, o.state, id);
     let base = sequence_base(id);
     let mut next_seq = 0i64;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
-use super::{Params, TAIL};
+use super::{encoder, Params, TAIL};
 
 /// Compresses all of `message` into `out` with a sync flush and removes the flush's trailing
 /// empty block (RFC 7692 §7.2.1).
@@ -31,6 +31,13 @@ fn deflate_message(state: &mut Compress, message: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// True when `message`, compressed on its own at `level`, goes through [`encoder`] rather than a
+/// zlib state: under [`encoder::MAX_LEN`], where zlib's reset after each message (a 128 KiB hash
+/// table cleared) costs more than compressing it; level 0 (stored, no compression) stays zlib's.
+fn by_encoder(message: &[u8], level: u32) -> bool {
+    message.len() < encoder::MAX_LEN && level > 0
+}
+
 fn new_state(window_bits: u8, level: u32) -> Compress {
     Compress::new_with_window_bits(Compression::new(level), false, window_bits)
 }
@@ -44,16 +51,22 @@ fn new_state(window_bits: u8, level: u32) -> Compress {
 pub struct Deflater {
     state: Compress,
     reset: bool,
+    window_bits: u8,
+    level: u32,
 }
 
 impl Deflater {
     /// A deflater for the server's side of `params`, at zlib `level` (0–9).
     pub fn new(params: &Params, level: u32) -> Deflater {
-        Deflater { state: new_state(params.server_max_window_bits, level), reset: params.server_no_context_takeover }
+        let window_bits = params.server_max_window_bits;
+        Deflater { state: new_state(window_bits, level), reset: params.server_no_context_takeover, window_bits, level }
     }
 
     /// Appends the compressed payload of `message` to `out`, to be sent with RSV1 on its first frame.
     pub fn deflate(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        if self.reset && by_encoder(message, self.level) {
+            return encoder::deflate_alone(message, self.level, self.window_bits, out);
+        }
         deflate_message(&mut self.state, message, out);
         if self.reset {
             self.state.reset();
@@ -79,8 +92,9 @@ impl SharedKey {
     }
 }
 
-/// The compressors of a worker for messages sent without context takeover, one per key, reset
-/// after each message. Connections that agreed to `server_no_context_takeover` keep no deflate
+/// The compressors of a worker for messages sent without context takeover: [`encoder`] for
+/// messages under 16 KiB, and for larger ones a zlib state per key, made when first used and
+/// reset after each message. Connections that agreed to `server_no_context_takeover` keep no deflate
 /// state of their own; a message pushed to many of them is compressed once per key.
 #[derive(Debug, Default)]
 pub struct SharedCompressor {
@@ -106,6 +120,9 @@ impl SharedCompressor {
 
     /// Appends the compressed payload of `message`, made on its own, to `out`.
     pub fn deflate(&mut self, key: SharedKey, message: &[u8], out: &mut Vec<u8>) {
+        if by_encoder(message, key.level) {
+            return encoder::deflate_alone(message, key.level, key.window_bits, out);
+        }
         let state = self.state(key);
         deflate_message(state, message, out);
         state.reset();
@@ -121,7 +138,8 @@ impl SharedCompressor {
         (out.len() < message.len()).then(|| Bytes::from(out))
     }
 
-    /// Keys with a state allocated: one per window size and level in use.
+    /// Keys with a zlib state allocated: one per window size and level in use for messages of
+    /// 16 KiB and more.
     pub fn keys(&self) -> impl Iterator<Item = SharedKey> + '_ {
         self.states.iter().map(|(k, _)| *k)
     }

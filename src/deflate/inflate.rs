@@ -10,6 +10,9 @@ use super::{InflateError, Params, TAIL};
 /// neither memory nor CPU goes past the limit by more than one piece's work.
 const CHUNK: usize = 16 << 10;
 
+/// Final frames' payloads up to this size are inflated with the tail in one call.
+const SMALL: usize = 256;
+
 thread_local! {
     /// Inflate states between messages of connections without client context takeover, one per
     /// window size, reset: a message takes one and gives it back when it ends, so such messages
@@ -90,16 +93,26 @@ impl Inflater {
             return Err(e);
         }
         self.received += payload.len();
-        let result = self.run(payload, out, max_message_len).and_then(|()| {
-            // A message of no payload at all is the empty message: zlib-based senders write
-            // nothing for it after another message, and the tail alone would leave the stream
-            // in the middle of a block header.
-            if fin && !self.ended && self.received > 0 {
-                self.run(&TAIL, out, max_message_len)
-            } else {
-                Ok(())
-            }
-        });
+        // A message of no payload at all is the empty message: zlib-based senders write nothing
+        // for it after another message, and the tail alone would leave the stream in the middle
+        // of a block header.
+        let tail = fin && self.received > 0;
+        let result = if tail && payload.len() <= SMALL {
+            // The payload and the tail in one call: for a small message the inflate state's
+            // setup for a second call cost as much as its payload.
+            let mut joined = [0u8; SMALL + TAIL.len()];
+            joined[..payload.len()].copy_from_slice(payload);
+            joined[payload.len()..payload.len() + TAIL.len()].copy_from_slice(&TAIL);
+            self.run(&joined[..payload.len() + TAIL.len()], out, max_message_len)
+        } else {
+            self.run(payload, out, max_message_len).and_then(|()| {
+                if tail && !self.ended {
+                    self.run(&TAIL, out, max_message_len)
+                } else {
+                    Ok(())
+                }
+            })
+        };
         match result {
             Err(e) => {
                 self.failed = Some(e);
@@ -155,10 +168,15 @@ impl Inflater {
                 let want = room.min(CHUNK);
                 let at = out.len();
                 reserve_within(out, want, at + room);
-                out.resize(at + want, 0);
-                let status = state.decompress(input, &mut out[at..], FlushDecompress::Sync);
+                // Into the spare capacity as it is: zeroing a piece first cost as much as
+                // inflating a 1 KiB message into it.
+                let status = state.decompress_uninit(input, &mut out.spare_capacity_mut()[..want], FlushDecompress::Sync);
                 let written = (state.total_out() - out_before) as usize;
-                out.truncate(at + written);
+                debug_assert!(written <= want);
+                // SAFETY: `written` (what total_out counts, at most the `want` bytes of room it
+                // was given) bytes of the spare capacity from `at` on are the ones the inflate
+                // state has just written, so they are initialised.
+                unsafe { out.set_len(at + written) };
                 (status.map_err(|_| InflateError::Corrupt)?, want)
             };
             let consumed = (state.total_in() - in_before) as usize;

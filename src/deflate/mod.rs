@@ -10,12 +10,17 @@
 //!   server's default) with the same window and level, and hands them out as [`bytes::Bytes`] to be
 //!   shared by all of them.
 //!
+//! A message compressed on its own (no context takeover) under 16 KiB goes through [`encoder`],
+//! which costs what the message's size does: zlib's reset between messages (a 128 KiB table
+//! cleared) cost more than compressing a 1 KiB message.
+//!
 //! The backend is flate2's `zlib-rs`: it compresses with windows of 9 to 15 bits, which a client's
 //! `server_max_window_bits` may ask for (miniz_oxide only has 15); BENCHMARKS.md has the figures.
 //! Checking RSV1 against the negotiation (control frames, continuation frames, no extension) is
 //! the framing layer's job; this module sees payloads only.
 
 mod compress;
+mod encoder;
 mod inflate;
 mod negotiate;
 pub(crate) mod sender;

@@ -153,7 +153,7 @@ fn random_bytes_are_sent_as_they_are_without_being_compressed() {
         x as u8
     }).collect();
     let json = br#"{"id":1,"topic":"orders","price":12.5,"side":"buy"},"#.repeat(1200);
-    for len in [1024, 4096, 60_000] {
+    for len in [1024, 1027, 4096, 60_000] {
         assert!(super::sender::looks_incompressible(&random[..len]), "random {len}");
         assert!(!super::sender::looks_incompressible(&json[..len]), "json {len}");
     }

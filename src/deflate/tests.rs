@@ -145,7 +145,7 @@ fn config_ranges_and_threshold() {
     let c = Config::default();
     assert!(!c.compresses(63));
     assert!(c.compresses(64));
-    assert_eq!((c.level_for(LARGE_MESSAGE - 1), c.level_for(LARGE_MESSAGE)), (6, 1));
+    assert_eq!((c.level_for(LARGE_MESSAGE - 1), c.level_for(LARGE_MESSAGE)), (1, 1));
 }
 
 fn inflate_all(inflater: &mut Inflater, frames: &[&[u8]], max: usize) -> Result<Vec<u8>, InflateError> {
@@ -382,8 +382,15 @@ fn shared_compression_is_the_same_bytes_for_every_connection() {
     }
     let small = SharedKey { window_bits: 9, level: 1 };
     let c = shared.deflate_shared(small, &message).unwrap();
-    assert_eq!(shared.keys().collect::<Vec<_>>(), [key, small]);
     assert_eq!(raw_inflate(9, &c).unwrap(), message);
+    // Messages under 16 KiB take no zlib state; larger ones one per key, kept for the next.
+    assert_eq!(shared.keys().count(), 0);
+    let large = message.repeat(30);
+    for k in [key, small, key] {
+        let z = shared.deflate_shared(k, &large).unwrap();
+        assert_eq!(raw_inflate(k.window_bits, &z).unwrap(), large);
+    }
+    assert_eq!(shared.keys().collect::<Vec<_>>(), [key, small]);
     // Random bytes do not shrink: better sent uncompressed.
     let mut rng = 1u32;
     let noise: Vec<u8> = (0..2000).map(|_| { rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345); (rng >> 16) as u8 }).collect();
@@ -494,3 +501,19 @@ proptest! {
     }
 }
 
+
+#[test]
+fn final_frames_around_the_one_call_size_inflate_alike() {
+    // Stored blocks (level 0): the payload is the message and 5 bytes, so these cross the size
+    // under which a final frame is inflated with the tail in one call.
+    for n in 240..270usize {
+        let m: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+        let mut wire = vec![];
+        Deflater::new(&NO_TAKEOVER, 0).deflate(&m, &mut wire);
+        let mut inf = Inflater::new(&NO_TAKEOVER);
+        assert_eq!(inflate_all(&mut inf, &[&wire], n).unwrap(), m, "{} payload bytes", wire.len());
+        assert_eq!(inflate_all(&mut inf, &[&wire[..10], &wire[10..]], n).unwrap(), m);
+        let mut out = vec![];
+        assert_eq!(inf.inflate(&wire, true, &mut out, n - 1), Err(InflateError::TooBig { max: n - 1 }));
+    }
+}

@@ -190,7 +190,7 @@ c_consts! {
         /// See [`crate::deflate::Config::client_no_context_takeover`] (1: true).
         CLIENT_NO_CONTEXT_TAKEOVER = 1,
         /// See [`crate::deflate::Config::level`].
-        LEVEL = 6,
+        LEVEL = 1,
         /// See [`crate::deflate::Config::large_level`].
         LARGE_LEVEL = 1,
     }

@@ -241,7 +241,7 @@ close 1000
         }
     }
 --- response_body
-compressed 2 times: window 10 level 6, window 15 level 6; small: nil
+compressed 2 times: window 10 level 1, window 15 level 1; small: nil
 /cpush permessage-deflate; server_no_context_takeover; client_no_context_takeover: 42:100z 43:tiny 44:100z
 /cpush permessage-deflate; server_no_context_takeover; client_no_context_takeover: 42:100z 43:tiny 44:100z
 /cpush permessage-deflate; server_no_context_takeover; client_no_context_takeover: 42:100z 43:tiny 44:100z
