@@ -530,12 +530,55 @@ local function fatal(reason)
     return reason
 end
 
+-- The connections the worker serves now (wait() running), for the worker's exit.
+local serving = setmetatable({}, { __mode = "k" })
+
+-- Worker exit (quit, reload). An exiting worker stays until its requests end, and a reader
+-- blocked on an idle client would hold it until its read timeout (60 s by default). A timer
+-- still pending when the worker exits is run early (premature), so the worker arms one, far in
+-- the future, with its first connection: at the exit it sends every connection a close 1001
+-- (going away), and the reader ends as soon as the client answers it. A client that does not
+-- answer still holds the worker until the read timeout.
+local EXIT_WATCH = 365 * 86400
+local exit_watched = false
+
+local function on_worker_exit(premature)
+    if not premature then
+        exit_watched = ngx.timer.at(EXIT_WATCH, on_worker_exit) and true or false
+        return
+    end
+    for conn in pairs(serving) do
+        local io = conn.io
+        if not io.ended then
+            io.ended = true
+            io.exiting = true
+            C.session_close(conn.sess, 1001, "", 0)
+            writer.wake(conn)
+        end
+    end
+end
+
+local function watch_worker_exit()
+    if not exit_watched then
+        local ok, err = ngx.timer.at(EXIT_WATCH, on_worker_exit)
+        if ok then
+            exit_watched = true
+        else
+            ngx_log(WARN, "pubsub: failed to arm the exit watch (an exiting worker waits for its connections' reads): ", err)
+        end
+    end
+end
+
 -- Ends the connection: no push is taken from now on, the writer sends what is queued (where the
 -- socket still takes it) and stops; pushes that could not be sent are counted in the log.
 -- `reason` (native.metrics_end) and the peer's close `code` are for the metrics.
 local function finish(self, result, reason, code)
-    C.metrics_ended(reason, code or 0)
     local io = self.io
+    serving[self] = nil
+    if io.exiting then
+        reason = END.WORKER_EXITING
+    end
+    C.metrics_ended(reason, code or 0)
     io.ended = true
     io.attached = false
     C.session_detach_socket(self.sess)
@@ -558,6 +601,8 @@ function _M.wait(self)
     local direct = io.direct and NGX_UNIX_SEND and
         C.session_attach_socket(sess, get_request(), NGX_UNIX_SEND, NGX_CLEANUP_ADD) == 1
     io.attached = direct
+    serving[self] = true
+    watch_worker_exit()
     writer.start(self)
     while true do
         -- Serve every complete frame buffered, flushing when a write's worth is queued.
@@ -626,6 +671,10 @@ function _M.wait(self)
                 return finish(self, "timeout in the middle of a frame", END.TIMEOUT)
             end
         elseif not data then
+            if io.exiting then
+                -- Closed for the worker's exit: the client went without answering; no error.
+                return finish(self, nil, END.WORKER_EXITING)
+            end
             if io.reason then
                 -- A push closed the connection and the peer went: the reason is the push's.
                 return finish(self, nil, END.QUEUE_FULL)

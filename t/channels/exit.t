@@ -93,3 +93,26 @@ master gone: true
 worker gone within 700 ms: true
 close 1001
 master gone: true
+
+
+
+=== TEST 4: quit with a subscriber that has no read timeout (lua_socket_read_timeout 60 s): it is sent a close 1001 at once, and the worker is gone within 1.5 s
+--- timeout: 30
+--- config
+    location /t {
+        content_by_lua_block {
+            local t = require("redis_channels")
+            local a = t.second_subscribers("$TEST_NGINX_BINARY", $TEST_NGINX_SECOND_PORT,
+                "pid=1&block=10000", "exit.4")
+            ngx.say("the reader is blocked: ", t.reader_blocked(2000))
+            local gone, codes, master = t.exit_timed("QUIT", 1500, a)
+            ngx.say("worker gone within 1500 ms: ", gone)
+            ngx.say("close ", codes)
+            ngx.say("master gone: ", t.gone(master))
+        }
+    }
+--- response_body
+the reader is blocked: true
+worker gone within 1500 ms: true
+close 1001
+master gone: true
