@@ -12,6 +12,7 @@
 -- Opens the library first when this file is found on package.path before it was loaded.
 local connection = require("apisix_pubsub_rs")
 local redis = require("apisix_pubsub_rs.redis")
+local exit = require("apisix_pubsub_rs.exit")
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -265,7 +266,7 @@ end
 -- subscribe asking Redis about a channel not read yet }, running, blocked, down (the
 -- reader lost Redis),
 -- reader_id, exit (a semaphore posted when the worker exits: the reader's and catch-ups' pauses
--- wait on it), watched (the exit watch is armed) }. A channel: { name, pos (the last id
+-- wait on it) }. A channel: { name, pos (the last id
 -- delivered), subs = { [sub] = true }, n }.
 local backends = {}
 
@@ -273,7 +274,7 @@ local function backend_of(cfg)
     local b = backends[cfg.backend]
     if not b then
         b = { cfg = cfg, channels = {}, asking = {}, running = false, blocked = false, down = false,
-              exit = semaphore.new(), watched = false }
+              exit = semaphore.new() }
         backends[cfg.backend] = b
     end
     return b
@@ -307,12 +308,11 @@ local function unblock(premature, b, id)
 end
 
 -- Worker exit. An exiting worker stays until its running timers end, and the reader is one: its
--- XREAD BLOCK (up to `block` ms) and its pauses would hold the worker that long. A timer that
--- is still pending is run early (premature) when the worker exits, so each backend arms one, far
--- in the future, with its reader: at the exit it wakes every pause of the reader and of the
--- catch-ups, and ends the reader's block with CLIENT UNBLOCK; the reader then sees the exit and
--- stops. ngx.sleep would not be woken: pauses wait on the backend's `exit` semaphore instead.
-local EXIT_WATCH = 365 * 86400
+-- XREAD BLOCK (up to `block` ms) and its pauses would hold the worker that long. So each backend
+-- registers with apisix_pubsub_rs.exit as its reader starts: at the exit it wakes every pause of
+-- the reader and of the catch-ups, and ends the reader's block with CLIENT UNBLOCK; the reader
+-- then sees the exit and stops. ngx.sleep would not be woken: pauses wait on the backend's `exit`
+-- semaphore instead.
 local EXIT_POSTS = 1000000 -- every pause of the backend, now and later, returns at once
 local EXIT_UNBLOCK_FOR = 1 -- seconds the exit watch keeps asking Redis to unblock the reader
 
@@ -320,12 +320,7 @@ local function pause(b, seconds)
     b.exit:wait(seconds)
 end
 
-local function on_exit(premature, b)
-    if not premature then
-        -- A year without an exit: watch on.
-        b.watched = timer_at(EXIT_WATCH, on_exit, b) and true or false
-        return
-    end
+local function on_exit(b)
     ngx_log(INFO, "channels: the worker exits: the reader of ", b.cfg.redis, " is told to stop (running: ",
         b.running, ", blocked: ", b.blocked, ")")
     b.exit:post(EXIT_POSTS)
@@ -342,15 +337,11 @@ local function on_exit(premature, b)
     end
 end
 
--- Arms the backend's exit watch (once: it re-arms itself).
+-- Has the worker's exit stop the backend's reader.
 local function watch_exit(b)
-    if not b.watched then
-        local ok, err = timer_at(EXIT_WATCH, on_exit, b)
-        if ok then
-            b.watched = true
-        else
-            ngx_log(WARN, "channels: failed to arm the exit watch (an exiting worker waits for the reader's block): ", err)
-        end
+    local ok, err = exit.on_exit(b, on_exit)
+    if not ok then
+        ngx_log(WARN, "channels: failed to arm the exit watch (an exiting worker waits for the reader's block): ", err)
     end
 end
 

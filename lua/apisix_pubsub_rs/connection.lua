@@ -10,6 +10,7 @@ local schemas = require("apisix_pubsub_rs.schema")
 local codec = require("apisix_pubsub_rs.codec")
 local writer = require("apisix_pubsub_rs.writer")
 local metrics = require("apisix_pubsub_rs.metrics")
+local exit = ngx and require("apisix_pubsub_rs.exit")
 
 local C = native.C
 local KIND = native.kind
@@ -534,19 +535,11 @@ end
 local serving = setmetatable({}, { __mode = "k" })
 
 -- Worker exit (quit, reload). An exiting worker stays until its requests end, and a reader
--- blocked on an idle client would hold it until its read timeout (60 s by default). A timer
--- still pending when the worker exits is run early (premature), so the worker arms one, far in
--- the future, with its first connection: at the exit it sends every connection a close 1001
--- (going away), and the reader ends as soon as the client answers it. A client that does not
--- answer still holds the worker until the read timeout.
-local EXIT_WATCH = 365 * 86400
-local exit_watched = false
-
-local function on_worker_exit(premature)
-    if not premature then
-        exit_watched = ngx.timer.at(EXIT_WATCH, on_worker_exit) and true or false
-        return
-    end
+-- blocked on an idle client would hold it until its read timeout (60 s by default). So at the
+-- exit (apisix_pubsub_rs.exit) every connection is sent a close 1001 (going away), and the
+-- reader ends as soon as the client answers it. A client that does not answer still holds the
+-- worker until the read timeout.
+local function close_all_for_exit()
     for conn in pairs(serving) do
         local io = conn.io
         if not io.ended then
@@ -559,13 +552,9 @@ local function on_worker_exit(premature)
 end
 
 local function watch_worker_exit()
-    if not exit_watched then
-        local ok, err = ngx.timer.at(EXIT_WATCH, on_worker_exit)
-        if ok then
-            exit_watched = true
-        else
-            ngx_log(WARN, "pubsub: failed to arm the exit watch (an exiting worker waits for its connections' reads): ", err)
-        end
+    local ok, err = exit.on_exit("connections", close_all_for_exit)
+    if not ok then
+        ngx_log(WARN, "pubsub: failed to arm the exit watch (an exiting worker waits for its connections' reads): ", err)
     end
 end
 
