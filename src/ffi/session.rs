@@ -354,14 +354,7 @@ pub unsafe extern "C" fn session_push_begin(s: *mut LuaSession, sequence: i64) {
 pub unsafe extern "C" fn session_push_finish(s: *mut LuaSession) -> c_int {
     // SAFETY: the caller's promise.
     let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
-    guard(push_status::INTERNAL, || {
-        if gone(ls) {
-            ls.session.abandon();
-            return push_status::CLOSED;
-        }
-        let rc = push_code(ls.session.push_finish());
-        write_through(ls, rc, None)
-    })
+    guard(push_status::INTERNAL, || push_then_write(ls, None, Session::push_finish))
 }
 
 /// Queues a push of an encoded `PubSubResp` (`payload`, `len` bytes), held by reference as the
@@ -376,11 +369,7 @@ pub unsafe extern "C" fn session_push_message(s: *mut LuaSession, payload: *cons
     let payload = unsafe { bytes(payload, len) };
     let held = u32::try_from(held).ok();
     guard(push_status::INTERNAL, || {
-        if gone(ls) {
-            return push_status::CLOSED;
-        }
-        let rc = push_code(ls.session.push_message(payload, held).map_err(PushFailure::from));
-        write_through(ls, rc, held.map(|id| (id, payload)))
+        push_then_write(ls, held.map(|id| (id, payload)), |s| Ok(s.push_message(payload, held)?))
     })
 }
 
@@ -531,22 +520,26 @@ pub unsafe extern "C" fn session_push_shared(s: *mut LuaSession, payload: *const
     let payload = unsafe { bytes(payload, len) };
     let held = u32::try_from(held).ok();
     guard(push_status::INTERNAL, || {
-        if gone(ls) {
-            return push_status::CLOSED;
-        }
-        let rc = push_code(ls.session.push_deflated(payload, held, compressed != 0).map_err(PushFailure::from));
-        write_through(ls, rc, held.map(|id| (id, payload)))
+        push_then_write(ls, held.map(|id| (id, payload)), |s| Ok(s.push_deflated(payload, held, compressed != 0)?))
     })
 }
 
-/// Whether the session's request ended under it, without `wait()` returning (see
-/// [`super::socket`]): its pushes are refused as closed, and counted so.
-fn gone(ls: &LuaSession) -> bool {
-    let gone = ls.socket.as_ref().is_some_and(|sock| !sock.alive());
-    if gone {
+/// Queues a push with `push`, then writes it at once where it may ([`write_through`]; `known`:
+/// the push's own value held by reference): a [`push_status`]. A session whose request ended
+/// under it, without `wait()` returning (see [`super::socket`]), refuses it as closed, and counts
+/// it so; a push begun is dropped then.
+fn push_then_write(
+    ls: &mut LuaSession,
+    known: Option<(u32, &[u8])>,
+    push: impl FnOnce(&mut Session) -> Result<(), PushFailure>,
+) -> c_int {
+    if ls.socket.as_ref().is_some_and(|sock| !sock.alive()) {
+        ls.session.abandon();
         crate::metrics::WORKER.push_refused(false);
+        return push_status::CLOSED;
     }
-    gone
+    let rc = push_code(push(&mut ls.session));
+    write_through(ls, rc, known)
 }
 
 /// Pieces of one write made at once; a push is two or three (queued bytes, a value held by
