@@ -25,8 +25,6 @@ local codec = require("apisix_pubsub_rs.codec")
 
 local C = native.C
 local PUSH_SENT, PUSH_HELD = native.push.SENT, native.push.HELD
--- A held value's cosocket write carries at most this much of it at once.
-local WRITE_MAX = 65536
 local ffi_string = ffi.string
 local tonumber = tonumber
 local concat = table.concat
@@ -138,7 +136,8 @@ local function write_attached(conn)
         end
         local piece = STALL_PIECE
         if rc == PUSH_HELD then
-            C.session_chunk(sess, WRITE_MAX, LEN, HELD_ID)
+            -- (The front is the held value: its length, whatever the size asked.)
+            C.session_chunk(sess, STALL_PIECE, LEN, HELD_ID)
             piece = tonumber(LEN[0])
         end
         if piece > due then
