@@ -119,8 +119,8 @@ local STALL_PIECE = 512
 
 -- Writes what is queued on a connection whose socket is attached (as much as flush would: what
 -- is queued now): at once where the socket takes it, and through the cosocket, which waits for
--- the socket, the rest: a value held in Lua that comes next (writev cannot reach it), else a small
--- piece (the socket is full).
+-- the socket, the rest: all of it when a value held in Lua comes soon (writev cannot reach it),
+-- else a small piece (the socket is full).
 local function write_attached(conn)
     local sess = conn.sess
     local due = tonumber(C.session_pending(sess))
@@ -134,12 +134,9 @@ local function write_attached(conn)
         if due <= 0 then
             return true
         end
-        local piece = STALL_PIECE
-        if rc == PUSH_HELD then
-            -- (The front is the held value: its length, whatever the size asked.)
-            C.session_chunk(sess, STALL_PIECE, LEN, HELD_ID)
-            piece = tonumber(LEN[0])
-        end
+        -- A value held in Lua comes next: the cosocket writes it and what is before it, as flush
+        -- always has; else the socket is full: a small piece waits for it.
+        local piece = rc == PUSH_HELD and due or STALL_PIECE
         if piece > due then
             piece = due
         end

@@ -558,8 +558,10 @@ fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) ->
     }
 }
 
-/// [`write_through`], and `HELD` when it stopped before a value held by the caller (that `known`
-/// is not).
+/// [`write_through`], and `HELD` when a value held by the caller (that `known` is not) comes
+/// before the end of what one gathered write would take: then nothing is written, and the caller
+/// writes that front with the value, in one write (a frame header written alone would be a write
+/// and a TCP segment of its own per message).
 fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
     if rc != push_status::OK {
         return rc;
@@ -580,10 +582,10 @@ fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c
                 n += 1;
             },
         );
+        if n < WRITE_PIECES && total < session.pending() {
+            return push_status::HELD;
+        }
         if total == 0 {
-            if session.pending() > 0 {
-                return push_status::HELD;
-            }
             break;
         }
         let Wrote::Bytes(w) = sock.write(&pieces[..n]) else { break };
@@ -606,7 +608,8 @@ fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c
 
 /// Writes the front of the queue at once, as a push's [`write_through`] does (for the reader, after
 /// a read's replies are queued, and for the writer): `SENT` when nothing is left queued, `HELD`
-/// when a value held by the caller comes next (the caller writes it), `OK` when the writer has
+/// when a value held by the caller comes within the next write (the caller writes that front and
+/// the value; nothing was written), `OK` when the writer has
 /// work otherwise (the socket is full, a write is under way, or no socket is attached).
 ///
 /// # Safety
