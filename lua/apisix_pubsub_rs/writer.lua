@@ -17,7 +17,8 @@
 -- bytes count as in flight until session_written; whatever such a write leaves is this thread's.
 -- On such a connection this thread writes the same way first, and uses the cosocket only to wait
 -- for a full socket, with a small piece (STALL_PIECE): a connection stalled by its client then
--- holds no copy of a write's worth in a Lua string and in nginx's send buffer beside its queue.
+-- holds no copy of a write's worth in a Lua string and in nginx's send buffer beside its queue;
+-- and for a value held in Lua, which writev cannot reach (then as flush always has).
 
 local ffi = require("ffi")
 local native = require("apisix_pubsub_rs.ffi")
