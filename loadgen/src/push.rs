@@ -234,7 +234,7 @@ fn now_ns() -> u64 {
 fn fill_payload(p: &mut [u8], seq: u64) {
     p[..8].copy_from_slice(&seq.to_le_bytes());
     for (i, b) in p.iter_mut().enumerate().skip(16) {
-        *b = b'a' + (i % 26) as u8;
+        *b = padding_byte(i);
     }
 }
 
@@ -242,13 +242,40 @@ fn stamp(p: &mut [u8]) {
     p[8..16].copy_from_slice(&now_ns().to_le_bytes());
 }
 
-/// The counter and the stamp of a payload, if it has the run's size and padding.
+/// The padding of byte `i` of a payload (`i` >= 16), for payloads of up to [`PADDING_SPAN`] bytes
+/// compared at once.
+fn padding_byte(i: usize) -> u8 {
+    b'a' + (i % 26) as u8
+}
+
+/// Bytes of padding compared with one slice comparison; a longer payload is compared in spans of
+/// it (the pattern repeats every 26 bytes, and this is a multiple of 26).
+const PADDING_SPAN: usize = 26 * 64;
+
+/// The padding from byte 0 of a payload, `PADDING_SPAN + 26` bytes: byte `i` is `padding_byte(i)`.
+fn padding() -> &'static [u8] {
+    static PAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PAD.get_or_init(|| (0..PADDING_SPAN + 26).map(padding_byte).collect())
+}
+
+/// The counter and the stamp of a payload, if it has the run's size and padding. The padding is
+/// compared a span at a time, so that checking a push costs the load generator little beside the
+/// server it measures.
 fn check_payload(p: &[u8], size: usize) -> Result<(u64, u64), String> {
     if p.len() != size {
         return Err(format!("payload of {} bytes, expected {size}", p.len()));
     }
-    if let Some(i) = p.iter().enumerate().skip(16).position(|(i, &b)| b != b'a' + (i % 26) as u8) {
-        return Err(format!("payload byte {} corrupt", i + 16));
+    let pad = padding();
+    let mut at = 16;
+    while at < p.len() {
+        let n = (p.len() - at).min(PADDING_SPAN);
+        // Byte `at` of the payload has the padding of `at % 26`, which `pad` has at that index.
+        let from = at % 26;
+        if p[at..at + n] != pad[from..from + n] {
+            let i = (at..at + n).find(|&i| p[i] != padding_byte(i)).unwrap_or(at);
+            return Err(format!("payload byte {i} corrupt"));
+        }
+        at += n;
     }
     Ok((u64::from_le_bytes(p[..8].try_into().unwrap()), u64::from_le_bytes(p[8..16].try_into().unwrap())))
 }
@@ -421,6 +448,15 @@ impl Shared {
 type SharedRef = Rc<RefCell<Shared>>;
 
 fn payload_of<'a>(format: Format, frame: &'a [u8], decoded: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+    // The usual shape, read in place: no copy of the payload per delivery.
+    let fast = match format {
+        Format::Raw => return Ok(frame),
+        Format::Native => nested_bytes(frame, 32, 1),
+        Format::Channel => nested_bytes(frame, 1004, 3),
+    };
+    if let Some(p) = fast {
+        return Ok(p);
+    }
     match format {
         Format::Raw => Ok(frame),
         Format::Native => match PubSubResp::decode(frame) {
@@ -441,6 +477,84 @@ fn payload_of<'a>(format: Format, frame: &'a [u8], decoded: &'a mut Vec<u8>) -> 
             Err(e) => Err(format!("undecodable push: {e}")),
         },
     }
+}
+
+/// A protobuf varint at `b[*at..]`; `*at` moves past it.
+fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The fields of a protobuf message as (field number, wire type, the value's bytes for
+/// length-delimited fields), or `None` at the first malformed field.
+fn fields(b: &[u8]) -> impl Iterator<Item = Option<(u64, u64, &[u8])>> {
+    let mut at = 0;
+    let mut broken = false;
+    std::iter::from_fn(move || {
+        if broken || at == b.len() {
+            return None;
+        }
+        let field = (|| {
+            let key = varint(b, &mut at)?;
+            let value: &[u8] = match key & 7 {
+                0 => {
+                    varint(b, &mut at)?;
+                    &[]
+                }
+                1 => {
+                    at = at.checked_add(8).filter(|&e| e <= b.len())?;
+                    &[]
+                }
+                5 => {
+                    at = at.checked_add(4).filter(|&e| e <= b.len())?;
+                    &[]
+                }
+                2 => {
+                    let len = usize::try_from(varint(b, &mut at)?).ok()?;
+                    let end = at.checked_add(len).filter(|&e| e <= b.len())?;
+                    let v = &b[at..end];
+                    at = end;
+                    v
+                }
+                _ => return None,
+            };
+            Some((key >> 3, key & 7, value))
+        })();
+        broken = field.is_none();
+        Some(field)
+    })
+}
+
+/// In a `PubSubResp` whose only reply is field `reply`, that reply's bytes field `inner`, read in
+/// place; `None` when the message has any other shape (left to the full decode, for its error).
+fn nested_bytes(frame: &[u8], reply: u64, inner: u64) -> Option<&[u8]> {
+    let mut found = None;
+    for f in fields(frame) {
+        match f? {
+            (1, 0, _) => {}
+            (n, 2, body) if n == reply => {
+                let mut value: &[u8] = &[];
+                for g in fields(body) {
+                    match g? {
+                        (m, 2, v) if m == inner => value = v,
+                        (_, 0 | 1 | 5, _) | (_, 2, _) => {}
+                        _ => return None,
+                    }
+                }
+                found = Some(value);
+            }
+            _ => return None,
+        }
+    }
+    found
 }
 
 /// True for the subscribe_resp that comes before a channel subscriber's messages.
@@ -494,6 +608,10 @@ async fn subscriber(
     let mut decoded = Vec::new();
     let mut ended_by_server = false;
     if o.read {
+        // One wait for the stop for the whole run, not one registered and dropped per read.
+        let mut stop_wait = stop.clone();
+        let stopped = stop_wait.changed();
+        tokio::pin!(stopped);
         'reading: loop {
             tokio::select! {
                 r = ws::fill_by(&mut stream, &mut buf, &mut start, chunk) => if let Err(e) = r {
@@ -503,7 +621,7 @@ async fn subscriber(
                     ended_by_server = true;
                     break 'reading;
                 },
-                _ = stop.changed() => break 'reading,
+                _ = &mut stopped => break 'reading,
             }
             let now = now_ns();
             if o.quickack {
@@ -988,6 +1106,53 @@ mod tests {
         assert!(check_payload(&p, 41).is_err());
         p[30] ^= 1;
         assert!(check_payload(&p, 40).unwrap_err().contains("byte 30"));
+    }
+
+    #[test]
+    fn long_payloads_are_checked_in_spans() {
+        for size in [16, 17, 1024, PADDING_SPAN + 15, 3 * PADDING_SPAN + 7, 60_000] {
+            let mut p = vec![0u8; size];
+            fill_payload(&mut p, 3);
+            assert_eq!(check_payload(&p, size).unwrap().0, 3, "size {size}");
+            for bad in [16, size / 2, size - 1] {
+                if bad < 16 || bad >= size {
+                    continue;
+                }
+                let mut q = p.clone();
+                q[bad] ^= 0x20;
+                assert_eq!(check_payload(&q, size).unwrap_err(), format!("payload byte {bad} corrupt"), "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn replies_are_read_in_place_as_the_full_decode_reads_them() {
+        use apisix_pubsub_rs::proto::{ChannelMessage, ErrorResp, PongResp};
+        let pong = |seq, state: &[u8]| PubSubResp { sequence: seq, resp: Some(pub_sub_resp::Resp::PongResp(PongResp { state: state.to_vec() })) }.encode_to_vec();
+        let mut decoded = Vec::new();
+        for (seq, state) in [(0, &b""[..]), (-1, b"x"), (1 << 40, &[7u8; 300][..])] {
+            let frame = pong(seq, state);
+            assert_eq!(nested_bytes(&frame, 32, 1), Some(state), "seq {seq}");
+            assert_eq!(payload_of(Format::Native, &frame, &mut decoded).unwrap(), state);
+        }
+        let msg = PubSubResp {
+            sequence: 9,
+            resp: Some(pub_sub_resp::Resp::ChannelMessage(ChannelMessage { channel: "c".into(), id: "1-0".into(), data: b"payload".to_vec() })),
+        }
+        .encode_to_vec();
+        assert_eq!(nested_bytes(&msg, 1004, 3), Some(&b"payload"[..]));
+        assert_eq!(payload_of(Format::Channel, &msg, &mut decoded).unwrap(), b"payload");
+        // Any other shape goes to the full decode, which names it.
+        let err = PubSubResp { sequence: 1, resp: Some(pub_sub_resp::Resp::ErrorResp(ErrorResp { code: 1, message: "no".into() })) }.encode_to_vec();
+        assert_eq!(nested_bytes(&err, 1004, 3), None);
+        assert_eq!(payload_of(Format::Channel, &err, &mut decoded).unwrap_err(), "error_resp: no");
+        assert_eq!(nested_bytes(&msg, 32, 1), None);
+        assert!(payload_of(Format::Native, &msg, &mut decoded).is_err());
+        let frame = pong(5, b"abc");
+        for cut in 1..frame.len() {
+            assert_eq!(nested_bytes(&frame[..cut], 32, 1), None, "cut at {cut}");
+        }
+        assert!(payload_of(Format::Native, &frame[..frame.len() - 1], &mut decoded).is_err());
     }
 
     fn shared(subs: usize) -> Shared {
