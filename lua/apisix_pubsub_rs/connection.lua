@@ -286,6 +286,9 @@ function _M.new(opts)
             ended = false,              -- send() returns "closed" from then on
             reason = nil,               -- what wait() returns when a push ended the connection
             schema = schema,            -- the session's, whatever is loaded later
+            -- The session's reply encoder, as long as the session: fetched once, so that a push
+            -- or a reply makes no garbage for it (an FFI pointer result is a new cdata each time).
+            encoder = C.session_encoder(sess),
         },
     }, mt)
 end
@@ -442,7 +445,7 @@ function _M.send(self, reply, sequence)
     else
         local held_before = held and held.n or 0
         C.session_push_begin(sess, seq)
-        local err = encode_reply(io.schema, C.session_encoder(sess), reply, held ~= false and not self.compressed and self or nil)
+        local err = encode_reply(io.schema, io.encoder, reply, held ~= false and not self.compressed and self or nil)
         if err then
             C.session_abandon(sess)
             rc = PUSH.FAILED
@@ -512,7 +515,7 @@ local function serve_command(self, ev)
     C.session_reply_begin(sess)
     local held = self.held
     local held_before = held and held.n or 0
-    local encode_err = encode_reply(schema, C.session_encoder(sess), resp, held ~= false and not self.compressed and self or nil)
+    local encode_err = encode_reply(schema, self.io.encoder, resp, held ~= false and not self.compressed and self or nil)
     if not encode_err and C.session_reply_finish(sess) ~= 0 then
         encode_err = "unbalanced reply"
     end
@@ -569,9 +572,12 @@ local function finish(self, result, reason, code)
     end
     C.metrics_ended(reason, code or 0)
     io.ended = true
+    -- The writer sends what is left as it sent the rest (at once where the socket takes it, so a
+    -- stalled client's connection holds no write's worth in nginx's send buffer at its end);
+    -- then nothing writes to the socket but nginx.
+    writer.stop(self)
     io.attached = false
     C.session_detach_socket(self.sess)
-    writer.stop(self)
     local dropped = tonumber(C.session_unsent_pushes(self.sess))
     if dropped > 0 then
         ngx_log(INFO, "pubsub connection ended with ", dropped, " pushes not sent")
