@@ -8,9 +8,12 @@
 #      on_full = "error", a producer (POSTs to bench/push_servers.lua's fan-out location, each push
 #      encoded per connection) pushing 1 KiB to all of them 50 times a second for 60 s, on a second
 #      worker (127.0.0.1:9181; kernel send buffers fixed at 16 KiB and the clients' receive
-#      buffers at 4 KiB, so that the worker's queues fill within a second). Worker RSS before, with the connections open, at its peak and after
-#      must stay within (limit + the measured fixed cost of a connection) x 1,000 + the baseline;
-#      no error-level line; a fresh client is served afterwards. Then the same for 100 slow readers
+#      buffers at 4 KiB, so that the worker's queues fill within a second). Worker RSS before, with
+#      the connections open, at its peak and after must stay within (limit + the measured fixed
+#      cost of a connection) x 1,000 + the baseline; the fixed cost is measured by a control run
+#      before it, the same in all but queues that hold one push (max_queue_bytes 2048): its peak
+#      per connection less those 2 KiB. No error-level line; a fresh client is served after each
+#      run. Then the same for 100 slow readers
 #      (4 KiB every 100 ms, against 50 KiB/s of pushes: queues that never quite empty) for 30 s,
 #      each refused push missed by its subscriber and nothing else.
 #   5. channels through Redis: 1,000,000 messages to 100 subscribers with Redis restarted twice
@@ -47,13 +50,17 @@ ok=1
 # 4. Push to connections that never read, then to slow readers, each on a fresh worker.
 . "$root/bench/nginx-instance.sh"
 limit="${SOAK_PUSH_QUEUE:-65536}"
+# The control of each push step: the same clients, producer and seconds, and queues that hold one
+# push (1,039 bytes on the wire); what a connection costs besides its queue, measured.
+control_limit=2048
 pmaster=""
 trap 'kill -QUIT $master $pmaster 2>/dev/null; wait $master $pmaster 2>/dev/null; echo "logs: $dir"' EXIT
-# push_step LABEL CONNECTIONS SECONDS LOADGEN-ARGS...: one push run, a fresh client after it, and the
-# bound checked; sets ok=0 on a failure.
-push_step() {
-    local label=$1 n=$2 secs=$3 line errors pdir
-    shift 3
+# push_run LABEL LIMIT CONNECTIONS SECONDS LOADGEN-ARGS...: one push run on a fresh worker and a
+# fresh client after it; sets push_line (its JSON line) and push_errors (error-level lines); sets
+# ok=0 when the fresh client is not served or the worker died.
+push_run() {
+    local label=$1 qlimit=$2 n=$3 secs=$4 pdir
+    shift 4
     pdir="$dir/$label"
     mkdir -p "$pdir/conf" "$pdir/logs"
     "$root/bench/push-nginx-conf.sh" native 9181 4096 "" "sndbuf=16k" > "$pdir/conf/nginx.conf"
@@ -61,24 +68,44 @@ push_step() {
     pmaster=$nginx_master pworker=$nginx_worker
     # The module loaded and one connection served first, so that the baseline is a working worker's.
     "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-warm-up" --messages 1000
-    line="$("$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$limit&on_full=error" --publish "/pub?shared=0" \
+    push_line="$("$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$qlimit&on_full=error" --publish "/pub?shared=0" \
             --rcvbuf 4096 -c "$n" -s 1024 --rate 50 -t "$secs" --server-pid "$pworker" --label "$label" "$@" || true)"
-    echo "$line"
-    errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$pdir/logs/error.log" || true)"
+    echo "$push_line"
+    push_errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$pdir/logs/error.log" || true)"
     "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-fresh-client" --messages 1000 || ok=0
     kill -0 "$pworker" || ok=0
-    LINE="$line" LIMIT="$limit" ERRORS="$errors" python3 - <<'PY' || ok=0
+    kill -QUIT "$pmaster"; wait "$pmaster" 2>/dev/null || true
+}
+# push_step LABEL CONNECTIONS SECONDS LOADGEN-ARGS...: the control run, the run, and the bound
+# checked; sets ok=0 on a failure.
+push_step() {
+    local label=$1 n=$2 secs=$3 control control_errors
+    shift 3
+    push_run "$label-control" "$control_limit" "$n" "$secs" "$@"
+    control="$push_line" control_errors="$push_errors"
+    push_run "$label" "$limit" "$n" "$secs" "$@"
+    LINE="$push_line" CONTROL="$control" LIMIT="$limit" CONTROL_LIMIT="$control_limit" \
+    ERRORS="$((push_errors + control_errors))" python3 - <<'PY' || ok=0
 import json, os, sys
-r = json.loads(os.environ["LINE"])
+r, c = json.loads(os.environ["LINE"]), json.loads(os.environ["CONTROL"])
 n, limit, errors = r["connections"], int(os.environ["LIMIT"]), int(os.environ["ERRORS"])
+climit = int(os.environ["CONTROL_LIMIT"])
 base, conn, peak, after = (r[f"server_rss_kib_{k}"] for k in ("before", "connected", "peak", "after"))
-fixed = (conn - base) / n
+idle = (conn - base) / n
+# A connection's fixed cost: the control's peak per connection over its baseline, less all its
+# queue may hold. It counts what serving the same pushes costs besides the queue: the Lua heap's
+# share (the collector's headroom over the live heap included), nginx's buffers of a stalled
+# connection, the encoder's spare buffer.
+fixed = (c["server_rss_kib_peak"] - c["server_rss_kib_before"]) / n - climit / 1024
 bound = (limit / 1024 + fixed) * n + base
 print(f"{r['label']}: {n} connections, max_queue_bytes {limit}: worker RSS baseline {base} KiB, "
-      f"{conn} KiB with the connections open (fixed cost {fixed:.1f} KiB each), peak {peak} KiB, after {after} KiB; "
+      f"{conn} KiB with the connections open ({idle:.1f} KiB each, idle), peak {peak} KiB, after {after} KiB; "
+      f"control (max_queue_bytes {climit}): peak {c['server_rss_kib_peak']} KiB over a baseline of "
+      f"{c['server_rss_kib_before']} KiB, fixed cost {fixed:.1f} KiB a connection; "
       f"bound (limit + fixed) x {n} + baseline = {bound:.0f} KiB; {r['published']} publishes, {r['pushed']} pushes "
       f"queued, {r['refused_full']} refused with queue full, {r['refused_closed']} closed; error-level lines: {errors}")
 ok = peak <= bound and r["refused_full"] > 0 and r["refused_closed"] == 0 and errors == 0 and r["errors"] == 0
+ok = ok and c["refused_full"] > 0 and c["errors"] == 0
 if r["lost"] is not None:
     # A reader: every push refused is one its subscriber misses, and nothing else is missing.
     print(f"  delivered {r['deliveries']}, missed {r['lost']}, duplicated {r['duplicated']}, "
@@ -87,7 +114,6 @@ if r["lost"] is not None:
 print(f"{r['label']}:", "within bounds" if ok else "FAILED")
 sys.exit(0 if ok else 1)
 PY
-    kill -QUIT "$pmaster"; wait "$pmaster" 2>/dev/null || true
 }
 push_step push-no-read "${SOAK_PUSH_CONNECTIONS:-1000}" "${SOAK_PUSH_SECONDS:-60}" --no-read
 # Slow readers: 4 KiB every 100 ms against 50 KiB/s of pushes, so their queues never empty.
