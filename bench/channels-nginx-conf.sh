@@ -6,6 +6,10 @@
 #                  scripts/runtime.sh decides.
 #          nchan:  Debian's libnginx-mod-nchan with nchan_use_redis (nchan_redis_url): WebSocket
 #                  subscribers on /sub/<channel>, POST /pub/<channel>; on Debian's nginx.
+# Both listen with reuseport: the kernel then spreads the subscribers over the workers by their
+# addresses. Without it, one listening socket that every worker waits on gave this module's two
+# workers 305 and 696 of 1,000 subscribers (nchan's 479 and 522), and a fan-out lasts as long as
+# its busiest worker's share.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 server="$1" port="$2" conns="$3" workers="$4" redis_port="$5"
@@ -38,7 +42,7 @@ if [ "$server" = native ]; then
     lua_socket_log_errors off;
     init_by_lua_block { require("channels_servers").init("127.0.0.1:$redis_port") }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096 reuseport;
         location = /sub { content_by_lua_block { require("channels_servers").subscriber() } }
         location ~ ^/pub/(\w+)$ { content_by_lua_block { require("channels_servers").publish(ngx.var[1]) } }
     }
@@ -47,7 +51,7 @@ CONF
 else
     cat <<CONF
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096 reuseport;
         location ~ ^/sub/(\w+)$ {
             nchan_subscriber websocket;
             nchan_channel_id \$1;
