@@ -448,6 +448,25 @@ impl OutputQueue {
         }
     }
 
+    /// The socket took less than was queued, on a push (a client that does not keep up): a queue
+    /// still in a small buffer moves at once into the large one it would grow to (at most the
+    /// limit), and the small one goes back to the pool. When many queues stall together (a
+    /// fan-out to clients that stopped reading), each small buffer is then reused by the next
+    /// queue instead of growing into a large one a push later and leaving a hole between the
+    /// others: 4 KiB of heap a connection that the allocator kept.
+    pub fn backlogged(&mut self, limit: usize) {
+        let want = LARGE_FIRST.min(limit.saturating_add(PUSH_HEADER_ROOM));
+        if self.lent.is_some() || self.buf.capacity() >= want || self.queued - self.sent >= want {
+            return;
+        }
+        if self.sent > 0 {
+            self.drop_sent();
+        }
+        let mut large = Vec::with_capacity(want);
+        large.extend_from_slice(&self.buf);
+        pool::give(std::mem::replace(&mut self.buf, large));
+    }
+
     /// Like [`OutputQueue::lend`], for a push under `limit`: with room for a message of a usual
     /// size made the way [`OutputQueue::room_for_push`] makes it.
     ///
@@ -673,6 +692,37 @@ mod tests {
     }
 
     #[test]
+    fn a_backlogged_queue_moves_into_its_large_buffer_once() {
+        // (The thread's spare buffers taken out first: a queue would start in one of them.)
+        while pool::take().capacity() > 0 {}
+        let mut q = OutputQueue::new(None);
+        q.push_copy(&[1; 100], 65_536).unwrap();
+        q.push_held(0, 3000, 65_536).unwrap();
+        q.push_copy(&[2; 50], 65_536).unwrap();
+        q.consume(60);
+        q.written(60);
+        let small = q.capacity();
+        assert!(small < LARGE_FIRST, "capacity {small}");
+        let values = [vec![9u8; 3000]];
+        let mut want = OutputQueue::new(None);
+        want.push_copy(&[1; 100], 65_536).unwrap();
+        want.push_held(0, 3000, 65_536).unwrap();
+        want.push_copy(&[2; 50], 65_536).unwrap();
+        let whole = drain(&mut want, &values, 1 << 20);
+        q.backlogged(65_536);
+        assert_eq!(q.capacity(), LARGE_FIRST);
+        q.backlogged(65_536);
+        assert_eq!(q.capacity(), LARGE_FIRST, "once");
+        assert_eq!(drain(&mut q, &values, 777), whole[60..], "the same bytes, the held value in its place");
+        // Under a small limit, no further than the limit.
+        while pool::take().capacity() > 0 {}
+        let mut q = OutputQueue::new(None);
+        q.push_copy(&[1; 100], 2000).unwrap();
+        q.backlogged(2000);
+        assert_eq!(q.capacity(), 2000 + PUSH_HEADER_ROOM);
+    }
+
+    #[test]
     fn an_abandoned_message_leaves_the_queue_as_it_was() {
         let mut q = OutputQueue::new(None);
         let mut e = ReplyEncoder::new(Schema::builtin());
@@ -731,11 +781,11 @@ mod tests {
 
     proptest::proptest! {
         /// Any mix of replies, copied, held and encoded pushes (in place, or apart when the queue is
-        /// nearly full) and partial writes: every byte goes out once, in the order queued; a push
+        /// nearly full), partial writes and backlogs: every byte goes out once, in the order queued; a push
         /// is taken only within the limit, and the count of pushes not yet sent is exact.
         #[test]
         fn order_limit_and_push_count_hold_for_any_mix(
-            ops in proptest::collection::vec((0u8..6, 1usize..3000, 1usize..5000), 1..40),
+            ops in proptest::collection::vec((0u8..7, 1usize..3000, 1usize..5000), 1..40),
             limit in 100usize..20_000,
         ) {
             let mut q = OutputQueue::new(None);
@@ -776,6 +826,11 @@ mod tests {
                         }
                         e.close().unwrap();
                         q.seal_push(e.take().unwrap(), limit).is_ok()
+                    }
+                    6 => {
+                        // The socket found full: the queue moves into its large buffer.
+                        q.backlogged(limit);
+                        false
                     }
                     _ => {
                         // A write of up to `step` bytes.

@@ -294,6 +294,11 @@ impl Session {
         self.out.consume(n);
     }
 
+    /// The socket took less than was queued, on a push: see [`OutputQueue::backlogged`].
+    pub fn backlogged(&mut self) {
+        self.out.backlogged(self.max_queue);
+    }
+
     /// Whether a write of queued bytes is under way: taken from the queue, not yet confirmed by
     /// [`Session::written`].
     pub fn writing(&self) -> bool {

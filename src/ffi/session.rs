@@ -552,7 +552,13 @@ const WRITE_PIECES: usize = 8;
 /// when nothing is left queued (the writer need not wake; a held value of the push, written, is
 /// the caller's to release), else `rc`.
 fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
-    match write_front(ls, rc, known) {
+    let mut full = false;
+    let r = write_front(ls, rc, known, &mut full);
+    if full {
+        // The socket is full, or the writer is waiting on it: the client is not keeping up.
+        ls.session.backlogged();
+    }
+    match r {
         push_status::HELD => rc,
         r => r,
     }
@@ -562,13 +568,17 @@ fn write_through(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) ->
 /// before the end of what one gathered write would take: then nothing is written, and the caller
 /// writes that front with the value, in one write (a frame header written alone would be a write
 /// and a TCP segment of its own per message).
-fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c_int {
+fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>, full: &mut bool) -> c_int {
     if rc != push_status::OK {
         return rc;
     }
     let LuaSession { session, socket, .. } = ls;
     let Some(sock) = socket.as_mut().filter(|sock| sock.usable()) else { return rc };
-    if session.writing() || session.is_ended() {
+    if session.is_ended() {
+        return rc;
+    }
+    if session.writing() {
+        *full = true;
         return rc;
     }
     loop {
@@ -590,12 +600,14 @@ fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c
         }
         let Wrote::Bytes(w) = sock.write(&pieces[..n]) else { break };
         if w == 0 {
+            *full = true;
             break;
         }
         crate::metrics::WORKER.direct_write();
         session.consume(w);
         session.written(w);
         if w < total {
+            *full = true;
             break;
         }
     }
@@ -617,7 +629,7 @@ fn write_front(ls: &mut LuaSession, rc: c_int, known: Option<(u32, &[u8])>) -> c
 pub unsafe extern "C" fn session_write_now(s: *mut LuaSession) -> c_int {
     // SAFETY: the caller's promise.
     let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
-    guard(push_status::INTERNAL, || write_front(ls, push_status::OK, None))
+    guard(push_status::INTERNAL, || write_front(ls, push_status::OK, None, &mut false))
 }
 
 /// Attaches the connection of request `r` to the session, so that pushes may be written at once
