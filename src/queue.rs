@@ -253,6 +253,23 @@ impl OutputQueue {
         Ok(())
     }
 
+    /// Queues, as a push, a whole frame of `len` bytes (its header too) that the caller keeps as
+    /// value `id` and sends itself: nothing is written here, so a push shared by many connections
+    /// goes out of the one string in one piece. Refused when the queue would then hold more than
+    /// `limit`. Not for a queue that fragments.
+    pub fn push_framed(&mut self, id: u32, len: usize, limit: usize) -> Result<(), PushError> {
+        if self.pending() + len > limit {
+            return Err(PushError::QueueFull);
+        }
+        debug_assert!(self.lent.is_none(), "a frame queued while a message is lent out");
+        self.largest = self.largest.max(len);
+        self.held.push_back(Ref { at: self.queued, id, len });
+        self.held_pending += len;
+        self.total_queued += len as u64;
+        self.mark_push();
+        Ok(())
+    }
+
     /// Like [`OutputQueue::seal`], for a push: refused (and dropped, the buffer taken back) when
     /// the queue would then hold more than `limit`.
     pub fn seal_push(&mut self, taken: Taken<'_>, limit: usize) -> Result<(), PushError> {
@@ -785,7 +802,7 @@ mod tests {
         /// is taken only within the limit, and the count of pushes not yet sent is exact.
         #[test]
         fn order_limit_and_push_count_hold_for_any_mix(
-            ops in proptest::collection::vec((0u8..7, 1usize..3000, 1usize..5000), 1..40),
+            ops in proptest::collection::vec((0u8..8, 1usize..3000, 1usize..5000), 1..40),
             limit in 100usize..20_000,
         ) {
             let mut q = OutputQueue::new(None);
@@ -832,6 +849,11 @@ mod tests {
                         q.backlogged(limit);
                         false
                     }
+                    7 => {
+                        // A whole frame held by reference, its header in it.
+                        values.push(frame.clone());
+                        q.push_framed(values.len() as u32 - 1, frame.len(), limit).is_ok()
+                    }
                     _ => {
                         // A write of up to `step` bytes.
                         let out = drain_some(&mut q, &values, step);
@@ -840,7 +862,7 @@ mod tests {
                         false
                     }
                 };
-                if kind == 1 || kind == 2 || kind == 4 || kind == 5 {
+                if matches!(kind, 1 | 2 | 4 | 5 | 7) {
                     proptest::prop_assert!(!q.is_lent());
                     proptest::prop_assert_eq!(queued, before + frame.len() <= limit);
                     if queued {

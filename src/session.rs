@@ -510,6 +510,30 @@ impl Session {
         count_push(queued, self.out.pending())
     }
 
+    /// Whether a push may be queued as a whole frame held by reference ([`Session::push_framed`]):
+    /// not when messages are cut into fragments or compressed, which need their payload.
+    pub fn takes_framed(&self) -> bool {
+        !self.out.fragments() && self.deflate.is_none()
+    }
+
+    /// Queues a push that is a whole binary frame of `len` bytes, its header included, encoded
+    /// once for many connections and held by reference as value `held` of the caller: it is
+    /// written from that one string. Only where [`Session::takes_framed`].
+    pub fn push_framed(&mut self, len: usize, held: u32) -> Result<(), PushError> {
+        debug_assert!(self.takes_framed());
+        if self.ended {
+            METRICS.push_refused(false);
+            return Err(PushError::Closed);
+        }
+        self.abandon();
+        let queued = self.out.push_framed(held, len, self.max_queue);
+        if queued.is_ok() {
+            // (Its header was made once, without counting; each connection counts its frame.)
+            crate::metrics::WORKER.frame_out();
+        }
+        count_push(queued, self.out.pending())
+    }
+
     /// permessage-deflate: `payload` compressed for this connection, when it is to go compressed
     /// (with server context takeover, only if it would fit the queue uncompressed: see
     /// [`seal_deflated`]).

@@ -349,6 +349,17 @@ function _M.message(reply, sequence)
     return setmetatable({ bytes = bytes }, message_mt)
 end
 
+-- The frame of a message of pubsub.message (header and payload), made when a connection first
+-- sends it by reference, and kept with it.
+local header_buf = ffi.new("uint8_t[10]")
+local function framed_of(msg)
+    local bytes = msg.bytes
+    local n = tonumber(C.frame_header(#bytes, header_buf))
+    local framed = ffi_string(header_buf, n) .. bytes
+    msg.framed = framed
+    return framed
+end
+
 -- The words of a refused push, and, for a full queue with on_full = "close", the end of the
 -- connection.
 local function refused(self, rc)
@@ -431,16 +442,27 @@ function _M.send(self, reply, sequence)
         rc = push_shared(self, reply, key)
     elseif is_message then
         local bytes = reply.bytes
-        local id = -1
         -- A short message is copied into the queue, as short reply values are: its write is then
-        -- one string straight from the queue, cheaper than a reference at that size.
-        if held ~= false and #bytes >= SHARE_MIN then
-            id = hold(self, bytes)
-        end
-        rc = C.session_push_message(sess, bytes, #bytes, id)
-        if rc ~= PUSH.OK and id > 0 then
-            -- Refused, or written at once (PUSH.SENT): the value is not held any more.
-            release_held(self.held, id)
+        -- one string straight from the queue, cheaper than a reference at that size. A longer one
+        -- is held by reference, as a whole frame made once for every connection (a connection
+        -- that compresses or fragments needs the payload instead): its write is that one string.
+        if held ~= false and not self.compressed and #bytes >= SHARE_MIN then
+            local framed = reply.framed or framed_of(reply)
+            local id = hold(self, framed)
+            rc = C.session_push_framed(sess, framed, #framed, id)
+            if rc ~= PUSH.OK then
+                -- Refused, or written at once (PUSH.SENT): the value is not held any more.
+                release_held(self.held, id)
+            end
+        else
+            local id = -1
+            if held ~= false and #bytes >= SHARE_MIN then
+                id = hold(self, bytes)
+            end
+            rc = C.session_push_message(sess, bytes, #bytes, id)
+            if rc ~= PUSH.OK and id > 0 then
+                release_held(self.held, id)
+            end
         end
     else
         local held_before = held and held.n or 0

@@ -20,6 +20,7 @@ macro_rules! c_type {
     (f64) => { "double" };
     (c_int) => { "int" };
     (*const u8) => { "const char *" };
+    (*mut u8) => { "uint8_t *" };
     (*mut usize) => { "size_t *" };
     (*mut *const u8) => { "const char **" };
     (*mut i64) => { "int64_t *" };
@@ -415,6 +416,8 @@ exports! {
     session::session_push_begin([*mut LuaSession], [i64]) -> [()];
     session::session_push_finish([*mut LuaSession]) -> [c_int];
     session::session_push_message([*mut LuaSession], [*const u8], [usize], [i64]) -> [c_int];
+    session::session_push_framed([*mut LuaSession], [*const u8], [usize], [i64]) -> [c_int];
+    session::frame_header([usize], [*mut u8]) -> [usize];
     session::session_unsent_pushes([*const LuaSession]) -> [usize];
     session::session_ended([*const LuaSession]) -> [c_int];
     session::session_abandon([*mut LuaSession]) -> [()];

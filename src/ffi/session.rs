@@ -373,6 +373,37 @@ pub unsafe extern "C" fn session_push_message(s: *mut LuaSession, payload: *cons
     })
 }
 
+/// Queues a push that is one whole binary frame (`frame`, `len` bytes, header included, as
+/// [`frame_header`] and the message make it), held by reference as the caller's value `held`: a
+/// [`push_status`]. `INTERNAL` when `frame` is not such a frame, or the session fragments or
+/// compresses its messages (those push the payload: [`session_push_message`]).
+///
+/// # Safety
+/// `s` is null or a live session; `frame` points to `len` bytes (a Lua string).
+pub unsafe extern "C" fn session_push_framed(s: *mut LuaSession, frame: *const u8, len: usize, held: i64) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(ls) = (unsafe { live(s) }) else { return push_status::INTERNAL };
+    // SAFETY: the caller's Lua string, alive during the call.
+    let frame = unsafe { bytes(frame, len) };
+    let Ok(held) = u32::try_from(held) else { return push_status::INTERNAL };
+    if !ls.session.takes_framed() || crate::frame::binary_frame_payload(frame).is_none() {
+        return push_status::INTERNAL;
+    }
+    guard(push_status::INTERNAL, || push_then_write(ls, Some((held, frame)), |s| Ok(s.push_framed(len, held)?)))
+}
+
+/// Writes into `out` (room for 10 bytes) the header of a binary server frame of `len` payload
+/// bytes, FIN set: a message's frame, made once for every connection that sends it; returns the
+/// header's length. Not counted as a frame sent (each connection counts its own).
+///
+/// # Safety
+/// `out` points to at least 10 writable bytes.
+pub unsafe extern "C" fn frame_header(len: usize, out: *mut u8) -> usize {
+    // SAFETY: the caller's promise: 10 writable bytes.
+    let dst = unsafe { std::slice::from_raw_parts_mut(out, 10) };
+    guard(0, || crate::frame::put_header(dst, true, crate::frame::Opcode::Binary, len))
+}
+
 /// Pushes queued and not yet wholly sent.
 ///
 /// # Safety

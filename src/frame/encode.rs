@@ -30,6 +30,23 @@ pub fn header_len(payload_len: usize) -> usize {
     }
 }
 
+/// The payload of `frame` when it is one whole unmasked binary server frame, FIN set and no RSV
+/// bit, with the header [`encode_header`] writes for its length; else `None`.
+pub fn binary_frame_payload(frame: &[u8]) -> Option<&[u8]> {
+    let (&b0, rest) = frame.split_first()?;
+    if b0 != 0x80 | Opcode::Binary.bits() {
+        return None;
+    }
+    let (&b1, rest) = rest.split_first()?;
+    let (len, body) = match b1 {
+        0..=125 => (usize::from(b1), rest),
+        126 => (usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)), &rest[2..]),
+        127 => (usize::try_from(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)).ok()?, &rest[8..]),
+        _ => return None,
+    };
+    (body.len() == len && header_len(len) == frame.len() - len).then_some(body)
+}
+
 /// Appends an unmasked server frame header.
 pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: usize) {
     let mut h = [0u8; 10];
@@ -41,6 +58,12 @@ pub fn encode_header(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload_len: 
 /// [`header_len`]`(payload_len)` bytes; returns that length.
 pub fn write_header(dst: &mut [u8], fin: bool, opcode: Opcode, payload_len: usize) -> usize {
     crate::metrics::WORKER.frame_out();
+    put_header(dst, fin, opcode, payload_len)
+}
+
+/// [`write_header`] without counting a frame sent: for a header made once and sent by many
+/// connections, each of which counts its own.
+pub fn put_header(dst: &mut [u8], fin: bool, opcode: Opcode, payload_len: usize) -> usize {
     dst[0] = if fin { 0x80 } else { 0 } | opcode.bits();
     match payload_len {
         0..=125 => {

@@ -15,7 +15,7 @@ use crate::pool;
 mod encode;
 pub mod header;
 
-pub use encode::{client_frame, encode_client_frame, encode_close, encode_frame, encode_header, encode_message, header_len, unmask, write_header};
+pub use encode::{binary_frame_payload, client_frame, encode_client_frame, encode_close, encode_frame, encode_header, encode_message, header_len, put_header, unmask, write_header};
 pub use header::{Header, Opcode};
 use header::{Parsed, Rules};
 
@@ -669,6 +669,31 @@ mod tests {
     use super::*;
 
     const M: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    #[test]
+    fn a_whole_binary_frame_gives_its_payload_and_nothing_else_does() {
+        for len in [0usize, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let payload = vec![7u8; len];
+            let mut f = Vec::new();
+            encode_frame(&mut f, Opcode::Binary, &payload);
+            assert_eq!(binary_frame_payload(&f), Some(&payload[..]), "length {len}");
+            assert_eq!(binary_frame_payload(&f[..f.len() - 1]), None, "cut, length {len}");
+            let mut longer = f.clone();
+            longer.push(0);
+            assert_eq!(binary_frame_payload(&longer), None, "a byte past it, length {len}");
+        }
+        let mut text = Vec::new();
+        encode_frame(&mut text, Opcode::Text, b"x");
+        assert_eq!(binary_frame_payload(&text), None);
+        let mut cont = Vec::new();
+        encode_header(&mut cont, false, Opcode::Binary, 1);
+        cont.push(1);
+        assert_eq!(binary_frame_payload(&cont), None, "FIN unset");
+        // A longer header than the length needs, and a masked frame: not as this module writes them.
+        assert_eq!(binary_frame_payload(&[0x82, 126, 0, 1, 9]), None);
+        assert_eq!(binary_frame_payload(&[0x82, 0x81, 0, 0, 0, 0, 9]), None);
+        assert_eq!(binary_frame_payload(&[]), None);
+    }
 
     fn decoder() -> Decoder {
         Decoder::new(Limits::default())
