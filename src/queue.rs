@@ -44,10 +44,11 @@ const LARGE_FIRST: usize = 64 * 1024;
 /// [`OutputQueue::lend_push`]).
 ///
 /// Up to a write's worth it doubles, as a `Vec` does. Beyond, it takes large steps (64 KiB, then
-/// four times as much) and goes no further than the limit and `over`: a queue behind a slow client then reaches its final size in a
-/// step or two instead of five, and the blocks it leaves behind are of the sizes other queues
-/// ask for next. With reallocations of every size in between, a worker of 100 slow readers kept
-/// 13.1 MB of heap for 9.3 MB in use (9.0 for 8.8 with these steps).
+/// four times as much) and goes no further than the limit and `over`: a queue behind a slow
+/// client then reaches its final size in a step or two instead of five, and the blocks it leaves
+/// behind are of the sizes other queues ask for next. With reallocations of every size in
+/// between, a worker of 100 slow readers kept 13.1 MB of heap for 9.3 MB in use (9.0 for 8.8
+/// with these steps).
 fn push_capacity(cap: usize, need: usize, limit: usize, over: usize) -> usize {
     let most = limit.saturating_add(over + PUSH_HEADER_ROOM);
     let grown = if need <= WRITE_BATCH { cap * 2 } else { (cap * 4).max(LARGE_FIRST) };
@@ -450,8 +451,8 @@ impl OutputQueue {
 
     /// Makes room for `n` more bytes of a push under `limit` (`over` of them may lie past it):
     /// compacts first (all of the sent front when the buffer would otherwise grow), then grows the
-    /// buffer, never past what the limit can ever need ([`push_capacity`]), so that a queue kept full by a client that reads slowly or
-    /// not at all holds about its limit, not twice it.
+    /// buffer, never past what the limit can ever need ([`push_capacity`]), so that a queue kept
+    /// full by a client that reads slowly or not at all holds about its limit, not twice it.
     fn room_for_push(&mut self, n: usize, limit: usize, over: usize) {
         self.compact();
         pool::refill(&mut self.buf);
