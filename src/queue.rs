@@ -247,11 +247,17 @@ impl OutputQueue {
         self.largest = self.largest.max(frame::header_len(len) + len);
         self.room_for_push(frame::header_len(len), limit, 0);
         self.push_frames(|b| frame::encode_header(b, true, Opcode::Binary, len));
+        self.hold_push(id, len);
+        Ok(())
+    }
+
+    /// Queues the caller's value `id`, `len` bytes held by reference, at the end of the queue, as
+    /// the end of a push.
+    fn hold_push(&mut self, id: u32, len: usize) {
         self.held.push_back(Ref { at: self.queued, id, len });
         self.held_pending += len;
         self.total_queued += len as u64;
         self.mark_push();
-        Ok(())
     }
 
     /// Queues, as a push, a whole frame of `len` bytes (its header too) that the caller keeps as
@@ -264,10 +270,7 @@ impl OutputQueue {
         }
         debug_assert!(self.lent.is_none(), "a frame queued while a message is lent out");
         self.largest = self.largest.max(len);
-        self.held.push_back(Ref { at: self.queued, id, len });
-        self.held_pending += len;
-        self.total_queued += len as u64;
-        self.mark_push();
+        self.hold_push(id, len);
         Ok(())
     }
 

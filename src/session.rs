@@ -494,15 +494,22 @@ impl Session {
         }
     }
 
-    /// Queues a push whose encoded `PubSubResp` is `payload`, encoded once for many connections:
-    /// by reference, as value `held` of the caller, when given and the session does not fragment,
-    /// else copied.
-    pub fn push_message(&mut self, payload: &[u8], held: Option<u32>) -> Result<(), PushError> {
+    /// Readies the session for a push queued whole: refused as closed (and counted so) once the
+    /// session has ended, else a reply or push begun and not finished is dropped.
+    fn start_push(&mut self) -> Result<(), PushError> {
         if self.ended {
             METRICS.push_refused(false);
             return Err(PushError::Closed);
         }
         self.abandon();
+        Ok(())
+    }
+
+    /// Queues a push whose encoded `PubSubResp` is `payload`, encoded once for many connections:
+    /// by reference, as value `held` of the caller, when given and the session does not fragment,
+    /// else copied.
+    pub fn push_message(&mut self, payload: &[u8], held: Option<u32>) -> Result<(), PushError> {
+        self.start_push()?;
         let queued = match self.deflated(payload) {
             Some(compressed) => self.queue_bytes(&compressed, None, true),
             None => self.queue_bytes(payload, held, false),
@@ -521,11 +528,7 @@ impl Session {
     /// written from that one string. Only where [`Session::takes_framed`].
     pub fn push_framed(&mut self, len: usize, held: u32) -> Result<(), PushError> {
         debug_assert!(self.takes_framed());
-        if self.ended {
-            METRICS.push_refused(false);
-            return Err(PushError::Closed);
-        }
-        self.abandon();
+        self.start_push()?;
         let queued = self.out.push_framed(held, len, self.max_queue);
         if queued.is_ok() {
             // (Its header was made once, without counting; each connection counts its frame.)
@@ -551,11 +554,7 @@ impl Session {
     /// RSV1 set when `compressed`, or sent as it is when not (it did not compress smaller). Only
     /// for a session whose [`Sender::shared_key`] gave that key.
     pub fn push_deflated(&mut self, payload: &[u8], held: Option<u32>, compressed: bool) -> Result<(), PushError> {
-        if self.ended {
-            METRICS.push_refused(false);
-            return Err(PushError::Closed);
-        }
-        self.abandon();
+        self.start_push()?;
         let queued = self.queue_bytes(payload, held, compressed);
         count_push(queued, self.out.pending())
     }

@@ -386,10 +386,12 @@ pub unsafe extern "C" fn session_push_framed(s: *mut LuaSession, frame: *const u
     // SAFETY: the caller's Lua string, alive during the call.
     let frame = unsafe { bytes(frame, len) };
     let Ok(held) = u32::try_from(held) else { return push_status::INTERNAL };
-    if !ls.session.takes_framed() || crate::frame::binary_frame_payload(frame).is_none() {
-        return push_status::INTERNAL;
-    }
-    guard(push_status::INTERNAL, || push_then_write(ls, Some((held, frame)), |s| Ok(s.push_framed(len, held)?)))
+    guard(push_status::INTERNAL, || {
+        if !ls.session.takes_framed() || crate::frame::binary_frame_payload(frame).is_none() {
+            return push_status::INTERNAL;
+        }
+        push_then_write(ls, Some((held, frame)), |s| Ok(s.push_framed(len, held)?))
+    })
 }
 
 /// Writes into `out` (room for 10 bytes) the header of a binary server frame of `len` payload
