@@ -455,14 +455,9 @@ function _M.send(self, reply, sequence)
                 release_held(self.held, id)
             end
         else
-            local id = -1
-            if held ~= false and #bytes >= SHARE_MIN then
-                id = hold(self, bytes)
-            end
-            rc = C.session_push_message(sess, bytes, #bytes, id)
-            if rc ~= PUSH.OK and id > 0 then
-                release_held(self.held, id)
-            end
+            -- Copied: short, fragmented, or compressed by this connection (which queues its own
+            -- compressed bytes, so a value held for it would never be released).
+            rc = C.session_push_message(sess, bytes, #bytes, -1)
         end
     else
         local held_before = held and held.n or 0
