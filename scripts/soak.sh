@@ -11,9 +11,10 @@
 #      buffers at 4 KiB, so that the worker's queues fill within a second). Worker RSS before, with
 #      the connections open, at its peak and after must stay within (limit + the measured fixed
 #      cost of a connection) x 1,000 + the baseline; the fixed cost is measured by a control run
-#      before it, the same in all but queues that hold one push (max_queue_bytes 2048): its peak
-#      per connection less those 2 KiB. No error-level line; a fresh client is served after each
-#      run. Then the same for 100 slow readers
+#      before it, the same in all but queues that hold one write's worth (max_queue_bytes 5120): its
+#      peak per connection less those 5 KiB (both collect the Lua heap once their clients are connected,
+#      so that the collector's threshold is the same in both). No error-level line; a fresh client
+#      is served after each run. Then the same for 100 slow readers
 #      (4 KiB every 100 ms, against 50 KiB/s of pushes: queues that never quite empty) for 30 s,
 #      each refused push missed by its subscriber and nothing else.
 #   5. channels through Redis: 1,000,000 messages to 100 subscribers with Redis restarted twice
@@ -51,10 +52,18 @@ ok=1
 . "$root/bench/nginx-instance.sh"
 limit="${SOAK_PUSH_QUEUE:-65536}"
 # The control of each push step: the same clients, producer and seconds, and queues that hold one
-# push (1,039 bytes on the wire); what a connection costs besides its queue, measured.
-control_limit=2048
+# write's worth (four pushes of 1,039 bytes on the wire; the queue's writes carry up to 4,224
+# bytes): what a connection costs besides its queue, measured, with nginx's send buffer of a
+# connection that is written to as large as in the run (it follows the largest write: a control
+# that held one push wrote 1 KiB at a time, and a slow reader of the run cost 1-2 KiB more for it).
+control_limit=5120
 pmaster=""
 trap 'kill -QUIT $master $pmaster 2>/dev/null; wait $master $pmaster 2>/dev/null; echo "logs: $dir"' EXIT
+# http_get HOST:PORT/PATH: the body of a GET (python3, which the checks below use anyway).
+http_get() {
+    python3 -c 'import sys, urllib.request as u
+print(u.build_opener(u.ProxyHandler({})).open("http://" + sys.argv[1], timeout=2).read().decode())' "$1" 2>/dev/null
+}
 # push_run LABEL LIMIT CONNECTIONS SECONDS LOADGEN-ARGS...: one push run on a fresh worker and a
 # fresh client after it; sets push_line (its JSON line) and push_errors (error-level lines); sets
 # ok=0 when the fresh client is not served or the worker died.
@@ -68,8 +77,20 @@ push_run() {
     pmaster=$nginx_master pworker=$nginx_worker
     # The module loaded and one connection served first, so that the baseline is a working worker's.
     "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-warm-up" --messages 1000
-    push_line="$("$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$qlimit&on_full=error" --publish "/pub?shared=0" \
-            --rcvbuf 4096 -c "$n" -s 1024 --rate 50 -t "$secs" --server-pid "$pworker" --label "$label" "$@" || true)"
+    "$lg" subscribe --addr 127.0.0.1:9181 --path "/sub?max_queue=$qlimit&on_full=error" --publish "/pub?shared=0" \
+        --rcvbuf 4096 -c "$n" -s 1024 --rate 50 -t "$secs" --server-pid "$pworker" --label "$label" "$@" > "$pdir/line.json" &
+    local lgpid=$!
+    # Once every client is connected, one full collection of the worker's Lua heap: the collector's
+    # next threshold (twice the heap it leaves) is then the same in the control and the run. Without
+    # it, each run's threshold was set by where a cycle fell among its 1,000 connects (7.2 against
+    # 9.4 MB in one pair), which alone moved the peaks 2 MB apart.
+    for _ in $(seq 200); do
+        http_get 127.0.0.1:9181/stats | grep -q "\"subscribers\":$n," && break
+        sleep 0.05
+    done
+    http_get "127.0.0.1:9181/stats?gc=1" > /dev/null || true
+    wait "$lgpid" || true
+    push_line="$(cat "$pdir/line.json")"
     echo "$push_line"
     push_errors="$(grep -c -E '\[(error|crit|alert|emerg)\]' "$pdir/logs/error.log" || true)"
     "$lg" --addr 127.0.0.1:9181 --path /sub --server-pid "$pworker" --label "$label-fresh-client" --messages 1000 || ok=0
