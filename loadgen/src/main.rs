@@ -59,9 +59,9 @@ USAGE: pubsub-loadgen [OPTIONS]
                       precompressed blocks: the server inflates what such a client sends (plus 15
                       bytes), and the load generator's cost per request is a copy, so that it is
                       the server's CPU a run measures, not the client's
-  --compress-each     as --compress, but compress every request whole (this crate's Deflater:
-                      its own encoder under 16 KiB, zlib-rs from 16 KiB), as the load generator
-                      did before; for comparison, it costs the load generator more than the server
+  --compress-each     as --compress, but compress every request whole, as a zlib client does
+                      (zlib-rs at --compress-level, reset after each message); for comparison: at
+                      1 KiB it costs the load generator more CPU than the server's whole reply
   --compress-level N  zlib level of the compressed requests, 0-9 (default 6, zlib's default, which
                       browsers, Python websockets and Node's ws use)
   --frame-size        print the size of one uncompressed request frame for these options, and exit

@@ -16,9 +16,11 @@
 //! send for the state, plus 5 bytes of stored-block header and the 10 bytes of the sequence as
 //! they are. What is left per request is a copy, where compressing each request cost the load
 //! generator more than the server's work for it. [`Compression::Each`] (`--compress-each`)
-//! compresses every request whole, with this crate's `Deflater`, as the load generator did before.
+//! compresses every request whole, as a zlib client does (zlib-rs reset after each message), for
+//! comparison. Neither uses the module's own deflate code: what the server is sent does not move
+//! with the code under test.
 
-use apisix_pubsub_rs::deflate::{Deflater, Params, TAIL};
+use apisix_pubsub_rs::deflate::TAIL;
 use apisix_pubsub_rs::proto::{pub_sub_req, CmdPing, PubSubReq};
 use flate2::{Compress, Compression as Level, FlushCompress};
 use prost::Message as _;
@@ -39,7 +41,8 @@ pub enum Compression {
     /// A stored block with the sequence, then the rest precompressed once at `level` with a
     /// window of `window_bits` (see the module's doc).
     Template { level: u32, window_bits: u8 },
-    /// Each request compressed whole with the crate's `Deflater` at `level`.
+    /// Each request compressed whole by zlib-rs at `level`, reset after each, as a zlib client
+    /// without context takeover compresses.
     Each { level: u32, window_bits: u8 },
 }
 
@@ -51,8 +54,8 @@ pub struct Requests {
     seq_at: usize,
     /// The mask key, rotated so that its byte 0 masks `frame[seq_at]`.
     seq_mask: [u8; 4],
-    /// For [`Compression::Each`]: the deflater and the message's state.
-    each: Option<(Deflater, Vec<u8>, [u8; 4])>,
+    /// For [`Compression::Each`]: the zlib state, the ping's state and the mask.
+    each: Option<(Compress, Vec<u8>, [u8; 4])>,
 }
 
 /// The message of a request, uncompressed.
@@ -75,20 +78,32 @@ pub fn seq_varint(seq: i64) -> [u8; SEQ_LEN] {
 /// `message` compressed on its own, as a zlib client compresses a message without context
 /// takeover: raw DEFLATE at `level` with a `window_bits` window, a sync flush, the tail removed.
 pub fn deflate_alone(message: &[u8], level: u32, window_bits: u8) -> Vec<u8> {
-    let mut z = Compress::new_with_window_bits(Level::new(level), false, window_bits);
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 64);
+    let mut out = Vec::new();
+    deflate_into(&mut zlib(level, window_bits), message, &mut out);
+    out
+}
+
+fn zlib(level: u32, window_bits: u8) -> Compress {
+    Compress::new_with_window_bits(Level::new(level), false, window_bits)
+}
+
+/// Appends `message` compressed by `z` (fresh or reset) to `out`, then resets `z`.
+fn deflate_into(z: &mut Compress, message: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.reserve(message.len() + message.len() / 64 + 64);
+    let in_before = z.total_in();
     loop {
-        let input = &message[z.total_in() as usize..];
-        z.compress_vec(input, &mut out, FlushCompress::Sync).expect("deflate with a sync flush");
+        let input = &message[(z.total_in() - in_before) as usize..];
+        z.compress_vec(input, out, FlushCompress::Sync).expect("deflate with a sync flush");
         // The flush is complete when it did not fill the room it had.
-        if z.total_in() as usize == message.len() && out.len() < out.capacity() {
+        if (z.total_in() - in_before) as usize == message.len() && out.len() < out.capacity() {
             break;
         }
         out.reserve(out.capacity());
     }
-    assert!(out.ends_with(&TAIL), "a sync flush ends with an empty stored block");
+    assert!(out[start..].ends_with(&TAIL), "a sync flush ends with an empty stored block");
     out.truncate(out.len() - TAIL.len());
-    out
+    z.reset();
 }
 
 impl Requests {
@@ -104,15 +119,7 @@ impl Requests {
                 p.extend_from_slice(&deflate_alone(&message[SEQ_FIELD_LEN..], level, window_bits));
                 (p, STORED_HEADER.len() + 1, true, None)
             }
-            Compression::Each { level, window_bits } => {
-                let params = Params {
-                    server_no_context_takeover: true,
-                    client_no_context_takeover: true,
-                    server_max_window_bits: window_bits,
-                    client_max_window_bits: window_bits,
-                };
-                (message, 1, false, Some((Deflater::new(&params, level), state.to_vec(), mask)))
-            }
+            Compression::Each { level, window_bits } => (message, 1, false, Some((zlib(level, window_bits), state.to_vec(), mask))),
         };
         let mut frame = Vec::new();
         crate::ws::masked_frame(&mut frame, 0x2, &payload, mask);
@@ -133,9 +140,9 @@ impl Requests {
 
     /// Appends the frame of the request with sequence `seq` to `out`.
     pub fn push(&mut self, out: &mut Vec<u8>, seq: i64) {
-        if let Some((deflater, state, mask)) = self.each.as_mut() {
+        if let Some((zlib, state, mask)) = self.each.as_mut() {
             let mut z = Vec::new();
-            deflater.deflate(&ping_bytes(seq, state), &mut z);
+            deflate_into(zlib, &ping_bytes(seq, state), &mut z);
             let at = out.len();
             crate::ws::masked_frame(out, 0x2, &z, *mask);
             out[at] |= 0x40;
@@ -226,6 +233,14 @@ mod tests {
         assert_eq!(payload[15..], deflate_alone(&message[10..], 6, 15)[..]);
         // The state compresses: the request is smaller than the message.
         assert!(payload.len() < message.len() / 2, "{} of {}", payload.len(), message.len());
+        // --compress-each sends what zlib makes of the whole message, each time the same.
+        let mut each = Requests::new(state, [1, 2, 3, 4], Compression::Each { level: 6, window_bits: 15 });
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            out.clear();
+            each.push(&mut out, (1 << 56) + 99);
+            assert_eq!(unframe(&out).1, deflate_alone(&message, 6, 15));
+        }
     }
 
     #[test]
