@@ -56,12 +56,15 @@ USAGE: pubsub-loadgen [OPTIONS]
                       of a request is compressed once per connection with zlib (zlib-rs) at
                       --compress-level, as a zlib client compresses a message on its own, and
                       each request is a stored block with the sequence followed by those
-                      precompressed blocks: the server inflates what such a client sends (plus 15
-                      bytes), and the load generator's cost per request is a copy, so that it is
-                      the server's CPU a run measures, not the client's
+                      precompressed blocks: the server inflates the blocks such a client sends,
+                      the sequence stored (15 bytes where zlib codes its 10 in the block), and
+                      the load generator's cost per request is a copy, so a run measures the
+                      server's CPU, not the client's. The default because the worker's
+                      instructions per message are those of --compress-each within 2 %
   --compress-each     as --compress, but compress every request whole, as a zlib client does
                       (zlib-rs at --compress-level, reset after each message); for comparison: at
-                      1 KiB it costs the load generator more CPU than the server's whole reply
+                      1 KiB JSON it costs the load generator about twice the worker's CPU for
+                      the whole message
   --compress-level N  zlib level of the compressed requests, 0-9 (default 6, zlib's default, which
                       browsers, Python websockets and Node's ws use)
   --frame-size        print the size of one uncompressed request frame for these options, and exit
@@ -69,8 +72,9 @@ USAGE: pubsub-loadgen [OPTIONS]
   -h, --help          this text
 
 Output: one JSON line: msgs_per_s, latency percentiles (us), errors, client and server CPU
-(fraction of one core, and µs per reply: client_us_per_msg, server_us_per_msg), server RSS (KiB) before, after and at its peak during the run (sampled
-every 50 ms), and client_saturated (client CPU >= 0.9 of a core).";
+(fraction of one core; client_us_per_msg and server_us_per_msg: µs of CPU per reply), server RSS
+(KiB) before, after and at its peak during the run (sampled every 50 ms), client_saturated
+(client CPU >= 0.9 of a core) and request_compression (off, template or each).";
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -559,3 +563,19 @@ async fn ping_main() {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::agreed_deflate;
+
+    #[test]
+    fn the_answer_to_the_offer_sets_window_and_context() {
+        let head = |ext: &str| format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{ext}Connection: upgrade");
+        assert_eq!(agreed_deflate(&head("")), Ok(None));
+        let defaults = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
+        assert_eq!(agreed_deflate(&head(defaults)), Ok(Some((15, false))));
+        assert_eq!(agreed_deflate(&head("sec-websocket-extensions: permessage-deflate; client_max_window_bits=10\r\n")), Ok(Some((10, true))));
+        assert!(agreed_deflate(&head("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=8\r\n")).is_err());
+        assert!(agreed_deflate(&head("Sec-WebSocket-Extensions: permessage-deflate; bogus\r\n")).is_err());
+    }
+}
