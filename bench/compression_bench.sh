@@ -5,9 +5,9 @@
 # not, the two taking turns in every round. With --compress the load generator compresses the
 # state part of its requests once per connection (zlib-rs at COMP_CLIENT_LEVEL) and sends each
 # request as a stored block with its sequence and those blocks, so that its own cost per request
-# is a copy and the run measures the worker (see pubsub-loadgen --help). Cells: a 16 B ping (under the threshold: what
-# compression costs a message it does not compress), JSON-like and random states of 1 KiB and
-# 60 KB. Reported per cell (medians of the rounds): msgs/s, worker CPU (fraction of a core),
+# is a copy and the run measures the worker (see pubsub-loadgen --help). Cells: a 16 B ping
+# (under the threshold: what compression costs a message it does not compress), JSON-like and
+# random states of 1 KiB and 60 KB. Reported per cell (medians of the rounds): msgs/s, worker CPU (fraction of a core),
 # worker µs per message, the load generator's µs per message (its own CPU: the run measures the
 # worker only while this stays well under the worker's), and bytes on the wire per message
 # (requests out, replies in).
@@ -16,7 +16,7 @@
 #   COMP_CELLS   payload:bytes cells (default "bytes:16 json:1024 json:60000 random:1024 random:60000")
 #   COMP_MODES   default "off on"; also on-l1 and on-l6 (the server at zlib level 1 or 6 for every size)
 #                and on-each (the server's default, the load generator compressing every request
-#                whole with --compress-each, as it did before: its own CPU then limits the run)
+#                whole with --compress-each, as a zlib client does: its own CPU then limits the run)
 #   COMP_CLIENT_LEVEL  zlib level of the load generator's compressed requests (default 6, zlib's
 #                default, as browsers, Python websockets and Node's ws compress)
 #   COMP_LOADGEN the load generator's binary (default loadgen/target/release/pubsub-loadgen)
