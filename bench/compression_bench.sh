@@ -2,21 +2,29 @@
 # permessage-deflate on against off, in the same run: one nginx worker (pinned to CPU 0 where
 # taskset exists) serving /native (compression off, the default) and /native_compressed
 # (compression = true), the load generator on CPU 1 offering permessage-deflate (--compress) or
-# not, the two taking turns in every round. Cells: a 16 B ping (under the threshold: what
-# compression costs a message it does not compress), JSON-like and random states of 1 KiB and
-# 60 KB. Reported per cell (medians of the rounds): msgs/s, worker CPU (fraction of a core),
-# worker µs per message, and bytes on the wire per message (requests out, replies in).
+# not, the two taking turns in every round. With --compress the load generator compresses the
+# state part of its requests once per connection (zlib-rs at COMP_CLIENT_LEVEL) and sends each
+# request as a stored block with its sequence and those blocks, so that its own cost per request
+# is a copy and the run measures the worker (see pubsub-loadgen --help). Cells: a 16 B ping
+# (under the threshold: what compression costs a message it does not compress), JSON-like and
+# random states of 1 KiB and 60 KB. Reported per cell (medians of the rounds): msgs/s, worker CPU (fraction of a core),
+# worker µs per message, the load generator's µs per message (its own CPU: the run measures the
+# worker only while this stays well under the worker's), and bytes on the wire per message
+# (requests out, replies in).
 #
 #   COMP_SECONDS (default 3), COMP_ROUNDS (default 3), COMP_CONNS (default 16), COMP_DEPTH (default 16)
 #   COMP_CELLS   payload:bytes cells (default "bytes:16 json:1024 json:60000 random:1024 random:60000")
 #   COMP_MODES   default "off on"; also on-l1 and on-l6 (the server at zlib level 1 or 6 for every size)
+#                and on-each (the server's default, the load generator compressing every request
+#                whole with --compress-each, as a zlib client does: its own CPU then limits the run)
 #   COMP_CLIENT_LEVEL  zlib level of the load generator's compressed requests (default 6, zlib's
 #                default, as browsers, Python websockets and Node's ws compress)
+#   COMP_LOADGEN the load generator's binary (default loadgen/target/release/pubsub-loadgen)
 #   COMP_OUT     the results file (default bench/results/<UTC time>-compression.jsonl; never overwritten)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 eval "$("$root/scripts/runtime.sh")"
-lg="$root/loadgen/target/release/pubsub-loadgen"
+lg="${COMP_LOADGEN:-$root/loadgen/target/release/pubsub-loadgen}"
 secs="${COMP_SECONDS:-3}" rounds="${COMP_ROUNDS:-3}" conns="${COMP_CONNS:-16}" depth="${COMP_DEPTH:-16}"
 out="${COMP_OUT:-$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)-compression.jsonl}"
 [ -e "$out" ] && { echo "compression_bench: $out exists" >&2; exit 2; }
@@ -64,6 +72,7 @@ for round in $(seq "$rounds"); do
                 on) path=/native_compressed flag=--compress ;;
                 on-l1) path="/native_compressed?level=1" flag=--compress ;;
                 on-l6) path="/native_compressed?level=6" flag=--compress ;;
+                on-each) path=/native_compressed flag=--compress-each ;;
             esac
             $pin_client "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" \
                 --payload "$payload" $flag ${flag:+--compress-level "${COMP_CLIENT_LEVEL:-6}"} -t "$secs" --server-pid "$nginx_worker" \

@@ -12,19 +12,22 @@ mod http;
 mod ledger;
 mod procstat;
 mod push;
+mod replies;
+mod requests;
 mod ws;
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use apisix_pubsub_rs::proto::{pub_sub_req, pub_sub_resp, CmdPing, PubSubReq, PubSubResp};
+use apisix_pubsub_rs::proto::PubSubResp;
 use prost::Message as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::procstat::{cpu_seconds as proc_cpu, cpu_seconds_self, rss_kib as proc_rss_kib};
+use crate::replies::{ExpectedReply, ReplyInflater};
+use crate::requests::{ping_bytes, Compression, Requests};
 use crate::ws::{fill, next_frame, take_frame};
-use apisix_pubsub_rs::deflate::{Deflater, Inflater, Params};
 
 const HELP: &str = "\
 pubsub-loadgen: pipelined cmd_ping load against an apisix-pubsub-rs (or APISIX) endpoint
@@ -46,17 +49,32 @@ USAGE: pubsub-loadgen [OPTIONS]
   --label TEXT        copied into the JSON line
   --payload KIND      what the ping state holds: bytes (default, a counting pattern), json
                       (JSON-like order records) or random
-  --compress          offer permessage-deflate (no context takeover): requests go compressed,
-                      compressed replies are inflated; reports wire bytes either way
+  --compress          offer permessage-deflate (client_max_window_bits): requests go compressed,
+                      compressed replies are inflated (one inflate state a connection, reset after
+                      each message unless the server keeps its context) and checked; reports wire
+                      bytes either way. Requests differ only in their sequence, so the state part
+                      of a request is compressed once per connection with zlib (zlib-rs) at
+                      --compress-level, as a zlib client compresses a message on its own, and
+                      each request is a stored block with the sequence followed by those
+                      precompressed blocks: the server inflates the blocks such a client sends,
+                      the sequence stored (15 bytes where zlib codes its 10 in the block), and
+                      the load generator's cost per request is a copy, so a run measures the
+                      server's CPU, not the client's. The default because the worker's
+                      instructions per message are those of --compress-each within 2 %
+  --compress-each     as --compress, but compress every request whole, as a zlib client does
+                      (zlib-rs at --compress-level, reset after each message); for comparison: at
+                      1 KiB JSON it costs the load generator about twice the worker's CPU for
+                      the whole message
   --compress-level N  zlib level of the compressed requests, 0-9 (default 6, zlib's default, which
                       browsers, Python websockets and Node's ws use)
-  --frame-size        print the size of one request frame for these options, and exit
+  --frame-size        print the size of one uncompressed request frame for these options, and exit
                       (every request of a run has the same size: sequences are 2^56 + id * 2^32 + n)
   -h, --help          this text
 
 Output: one JSON line: msgs_per_s, latency percentiles (us), errors, client and server CPU
-(fraction of one core), server RSS (KiB) before, after and at its peak during the run (sampled
-every 50 ms), and client_saturated (client CPU >= 0.9 of a core).";
+(fraction of one core; client_us_per_msg and server_us_per_msg: µs of CPU per reply), server RSS
+(KiB) before, after and at its peak during the run (sampled every 50 ms), client_saturated
+(client CPU >= 0.9 of a core) and request_compression (off, template or each).";
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -74,6 +92,8 @@ struct Opts {
     frame_size: bool,
     payload: String,
     compress: bool,
+    /// `--compress-each`: every request compressed whole.
+    compress_each: bool,
     compress_level: u32,
 }
 
@@ -93,6 +113,7 @@ fn parse_args() -> Result<Opts, String> {
         frame_size: false,
         payload: "bytes".into(),
         compress: false,
+        compress_each: false,
         compress_level: 6,
     };
     let mut args = std::env::args().skip(1);
@@ -116,6 +137,7 @@ fn parse_args() -> Result<Opts, String> {
             "--label" => o.label = val(&a)?,
             "--frame-size" => o.frame_size = true,
             "--compress" => o.compress = true,
+            "--compress-each" => (o.compress, o.compress_each) = (true, true),
             "--compress-level" => o.compress_level = val("--compress-level")?.parse().ok().filter(|l| *l <= 9).ok_or("--compress-level: 0-9")?,
             "--payload" => {
                 o.payload = val("--payload")?;
@@ -152,43 +174,57 @@ struct Reader<'a> {
     buf: Vec<u8>,
     start: usize,
     /// permessage-deflate, when agreed: inflates replies with RSV1.
-    inflater: Option<Inflater>,
+    inflater: Option<ReplyInflater>,
     /// Bytes read from the socket.
     wire_in: u64,
 }
 
 impl Reader<'_> {
-    fn try_take(&mut self) -> Option<(u8, Vec<u8>)> {
+    /// The next buffered message as (opcode, payload), inflated when compressed, if one is
+    /// buffered; a compressed one that does not inflate is an error. The payload is borrowed
+    /// from the read buffer or the inflater's: nothing is copied.
+    fn take(&mut self) -> Option<Result<(u8, &[u8]), &'static str>> {
         let f = next_frame(&self.buf, &mut self.start)?;
         let payload = &self.buf[f.payload];
-        match self.inflater.as_mut() {
-            Some(inf) if f.rsv1 => {
-                let mut out = Vec::new();
-                if inf.inflate(payload, true, &mut out, 64 << 20).is_err() {
-                    return Some((0xff, Vec::new()));
-                }
-                Some((f.opcode, out))
-            }
-            _ => Some((f.opcode, payload.to_vec())),
-        }
+        Some(match self.inflater.as_mut() {
+            Some(inf) if f.rsv1 => inf.inflate(payload).map(|m| (f.opcode, m)).map_err(|e| e.0),
+            _ => Ok((f.opcode, payload)),
+        })
     }
 
-    async fn next_message(&mut self) -> io::Result<(u8, Vec<u8>)> {
-        loop {
-            if let Some(m) = self.try_take() {
-                return Ok(m);
-            }
+    /// Reads until a whole frame is buffered.
+    async fn wait_frame(&mut self) -> io::Result<()> {
+        while next_frame(&self.buf, &mut self.start.clone()).is_none() {
             let before = self.buf.len() - self.start;
             fill(&mut self.rd, &mut self.buf, &mut self.start).await?;
             self.wire_in += (self.buf.len() - before) as u64;
         }
+        Ok(())
     }
 }
 
-/// The permessage-deflate offer `--compress` makes, and what a server that takes it agrees to.
+/// The permessage-deflate offer `--compress` makes.
 const DEFLATE_OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-const DEFLATE_PARAMS: Params =
-    Params { server_no_context_takeover: true, client_no_context_takeover: true, server_max_window_bits: 15, client_max_window_bits: 15 };
+
+/// What a server's handshake response agreed to of [`DEFLATE_OFFER`]: `None` without the
+/// extension, else the window our requests may use and whether the server keeps its context
+/// between messages.
+fn agreed_deflate(head: &str) -> Result<Option<(u8, bool)>, String> {
+    let values = head.split("\r\n").filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("sec-websocket-extensions").then_some(value.as_bytes())
+    });
+    let answer = match apisix_pubsub_rs::deflate::parse_offers(values).first() {
+        None => return Ok(None),
+        Some(Err(e)) => return Err(format!("permessage-deflate answer: {e}")),
+        Some(Ok(a)) => *a,
+    };
+    let window = answer.client_max_window_bits.flatten().unwrap_or(15);
+    if window < 9 {
+        return Err(format!("permessage-deflate answer: client_max_window_bits={window}, which zlib cannot compress with"));
+    }
+    Ok(Some((window, !answer.server_no_context_takeover)))
+}
 
 /// The ping state of `--payload` for connection `id`.
 fn payload(kind: &str, len: usize, id: usize) -> Vec<u8> {
@@ -256,10 +292,6 @@ fn sequence_base(id: usize) -> i64 {
     (1i64 << 56) + ((id as i64) << 32)
 }
 
-fn ping_bytes(seq: i64, state: &[u8]) -> Vec<u8> {
-    PubSubReq { sequence: seq, req: Some(pub_sub_req::Req::CmdPing(CmdPing { state: state.to_vec() })) }.encode_to_vec()
-}
-
 #[derive(Default)]
 struct Tally {
     replies: u64,
@@ -292,42 +324,45 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
             return t;
         }
     };
-    let agreed = head.to_ascii_lowercase().contains("sec-websocket-extensions: permessage-deflate");
-    if o.compress && !agreed {
+    let agreed = match agreed_deflate(&head) {
+        Ok(a) => a,
+        Err(e) => {
+            t.error(e);
+            return t;
+        }
+    };
+    if o.compress && agreed.is_none() {
         t.error("permessage-deflate offered and declined");
         return t;
     }
-    let conn = Conn { stream, buf, start: 0 };
-    let mut deflater = agreed.then(|| Deflater::new(&DEFLATE_PARAMS, o.compress_level));
     let state: Vec<u8> = payload(&o.payload, o.state, id);
+    let mask = [(id as u8) ^ 0x5a, 0x13, 0x37, 0x42];
+    let level = o.compress_level;
+    let compression = match agreed {
+        None => Compression::Off,
+        Some((window_bits, _)) if o.compress_each => Compression::Each { level, window_bits },
+        Some((window_bits, _)) => Compression::Template { level, window_bits },
+    };
+    let mut requests = Requests::new(&state, mask, compression);
+    let expected = ExpectedReply::new(&state);
     let base = sequence_base(id);
     let mut next_seq = 0i64;
     let mut in_flight = std::collections::VecDeque::with_capacity(o.depth);
     let mut out = Vec::new();
-    let mask = [(id as u8) ^ 0x5a, 0x13, 0x37, 0x42];
     let mut send = |n: usize, out: &mut Vec<u8>, in_flight: &mut std::collections::VecDeque<(i64, Instant)>| {
         out.clear();
+        out.reserve(n * requests.frame_len());
         let now = Instant::now();
         for _ in 0..n {
             let seq = base + next_seq;
             next_seq += 1;
-            let req = ping_bytes(seq, &state);
-            match deflater.as_mut() {
-                Some(d) => {
-                    let mut z = Vec::new();
-                    d.deflate(&req, &mut z);
-                    let at = out.len();
-                    masked_frame(out, &z, mask);
-                    out[at] |= 0x40;
-                }
-                None => masked_frame(out, &req, mask),
-            }
+            requests.push(out, seq);
             in_flight.push_back((seq, now));
         }
     };
     // Writes go through their own task, so reading never waits for a large write to finish
     // (a client that writes 16 MiB before reading deadlocks against a server that answers as it reads).
-    let (mut rd, mut wr) = conn.stream.into_split();
+    let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
         while let Some(buf) = rx.recv().await {
@@ -337,40 +372,37 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
         }
         Some(wr)
     });
-    let inflater = agreed.then(|| Inflater::new(&DEFLATE_PARAMS));
-    let mut conn = Reader { rd: &mut rd, buf: conn.buf, start: conn.start, inflater, wire_in: 0 };
+    let inflater = agreed.map(|(_, context_takeover)| ReplyInflater::new(context_takeover, 64 << 20));
+    let mut conn = Reader { rd: &mut rd, buf, start: 0, inflater, wire_in: 0 };
     send(o.depth, &mut out, &mut in_flight);
     t.wire_out += out.len() as u64;
     let _ = tx.send(std::mem::take(&mut out));
     let mut sent = o.depth as u64;
     while !in_flight.is_empty() {
-        let first = match conn.next_message().await {
-            Ok(m) => m,
-            Err(e) => {
-                t.error(e);
-                return t;
-            }
-        };
-        // This reply and every other one already buffered; then the refills in one write.
+        if let Err(e) = conn.wait_frame().await {
+            t.error(e);
+            return t;
+        }
+        // Every reply already buffered; then the refills in one write.
         let mut refill = 0;
-        let mut next = Some(first);
-        while let Some((op, payload)) = next {
+        while !in_flight.is_empty() {
+            let Some(message) = conn.take() else { break };
             let (seq, at) = in_flight.pop_front().expect("a reply to a request in flight");
             t.latencies_us.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             t.replies += 1;
-            match (op, PubSubResp::decode(&payload[..])) {
-                (2, Ok(r)) => match r.resp {
-                    Some(pub_sub_resp::Resp::PongResp(p)) if o.check_full && r.sequence == seq && p.state == state => {}
-                    Some(pub_sub_resp::Resp::PongResp(p)) if !o.check_full && p.state.len() == state.len() => {}
-                    _ => t.error(format!("bad reply to {seq}: sequence {}", r.sequence)),
-                },
-                (op, _) => t.error(format!("unexpected frame opcode {op} ({} bytes)", payload.len())),
+            match message {
+                Ok((2, payload)) => {
+                    if let Err(e) = expected.check(payload, seq, o.check_full) {
+                        t.error(e);
+                    }
+                }
+                Ok((op, payload)) => t.error(format!("unexpected frame opcode {op} ({} bytes)", payload.len())),
+                Err(e) => t.error(format!("reply to {seq}: {e}")),
             }
             if Instant::now() < deadline && sent < quota {
                 refill += 1;
                 sent += 1;
             }
-            next = if in_flight.is_empty() { None } else { conn.try_take() };
         }
         if refill > 0 {
             send(refill, &mut out, &mut in_flight);
@@ -390,7 +422,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
     drop(tx);
     let _ = writer.await;
     // The floor server does not answer closes; don't wait long for the echo.
-    let _ = tokio::time::timeout(Duration::from_millis(500), conn.next_message()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.wait_frame()).await;
     t
 }
 
@@ -480,9 +512,11 @@ async fn ping_main() {
     }
     let elapsed = total.done_at.map_or_else(|| started.elapsed(), |d| d - started).as_secs_f64();
     let client_cpu = (cpu_seconds_self() - client0) / elapsed;
-    let server_cpu = match (server0, o.server_pid.and_then(proc_cpu)) {
-        (Some(a), Some(b)) => format!("{:.3}", (b - a) / elapsed),
-        _ => "null".into(),
+    let replies = total.replies.max(1) as f64;
+    let client_us = (cpu_seconds_self() - client0) / replies * 1e6;
+    let (server_cpu, server_us) = match (server0, o.server_pid.and_then(proc_cpu)) {
+        (Some(a), Some(b)) => (format!("{:.3}", (b - a) / elapsed), format!("{:.2}", (b - a) / replies * 1e6)),
+        _ => ("null".into(), "null".into()),
     };
     let rss_after = o.server_pid.and_then(proc_rss_kib);
     let rss_peak = sampler.as_ref().and_then(procstat::PeakRss::peak);
@@ -492,7 +526,8 @@ async fn ping_main() {
         "{{\"label\":\"{}\",\"connections\":{},\"depth\":{},\"state\":{},\"seconds\":{:.2},\"replies\":{},\"msgs_per_s\":{:.0},\
 \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{},\"first_error\":{},\"client_cpu\":{:.3},\"client_saturated\":{},\
 \"server_cpu\":{},\"server_rss_kib_before\":{},\"server_rss_kib_after\":{},\"server_rss_kib_peak\":{},\
-\"payload\":\"{}\",\"compress\":{},\"wire_out_per_msg\":{:.1},\"wire_in_per_msg\":{:.1}}}",
+\"payload\":\"{}\",\"compress\":{},\"request_compression\":\"{}\",\"wire_out_per_msg\":{:.1},\"wire_in_per_msg\":{:.1},\
+\"client_us_per_msg\":{:.2},\"server_us_per_msg\":{}}}",
         o.label.replace('"', "'"),
         o.connections,
         o.depth,
@@ -513,11 +548,34 @@ async fn ping_main() {
         rss_peak.map_or("null".into(), |v| v.to_string()),
         o.payload,
         o.compress,
-        total.wire_out as f64 / total.replies.max(1) as f64,
-        total.wire_in as f64 / total.replies.max(1) as f64,
+        match (o.compress, o.compress_each) {
+            (false, _) => "off",
+            (true, false) => "template",
+            (true, true) => "each",
+        },
+        total.wire_out as f64 / replies,
+        total.wire_in as f64 / replies,
+        client_us,
+        server_us,
     );
     if total.errors > 0 {
         std::process::exit(1);
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::agreed_deflate;
+
+    #[test]
+    fn the_answer_to_the_offer_sets_window_and_context() {
+        let head = |ext: &str| format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{ext}Connection: upgrade");
+        assert_eq!(agreed_deflate(&head("")), Ok(None));
+        let defaults = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
+        assert_eq!(agreed_deflate(&head(defaults)), Ok(Some((15, false))));
+        assert_eq!(agreed_deflate(&head("sec-websocket-extensions: permessage-deflate; client_max_window_bits=10\r\n")), Ok(Some((10, true))));
+        assert!(agreed_deflate(&head("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=8\r\n")).is_err());
+        assert!(agreed_deflate(&head("Sec-WebSocket-Extensions: permessage-deflate; bogus\r\n")).is_err());
+    }
+}
