@@ -15,8 +15,10 @@ const SMALL: usize = 256;
 
 /// A message without context to keep, whole in one frame of up to this many bytes, is inflated by
 /// [`decoder`] in one pass: it builds a dynamic block's tables for the message's size where
-/// zlib-rs builds them for a stream's.
-const ONE_PASS: usize = 16 << 10;
+/// zlib-rs builds them for a stream's. Past a few KiB the tables no longer weigh, and zlib-rs
+/// decodes the symbols as fast or faster (BENCHMARKS.md: 16 KB of JSON, 2.2 KB at level 6, 0.88×
+/// zlib-rs's instructions; 3.4 KB at level 1, 1.03×; 58 KB, 7.3 and 11.4 KB: 0.99× and 1.06×).
+const ONE_PASS: usize = 4 << 10;
 
 thread_local! {
     /// Inflate states between messages of connections without client context takeover, one per
