@@ -16,11 +16,10 @@
 //! decodes on until it has a byte to write and no room, may find it corrupt first.
 //! A stream that runs out before its end ([`Error::Truncated`]) is handed back for zlib-rs to
 //! decide, which waits for more input where this decoder cannot: so a message's fate is zlib-rs's
-//! in every case but that one, as the differential tests below check.
+//! in every case but those two, as the differential tests below check.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
-
 
 /// Why a message could not be decoded here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
