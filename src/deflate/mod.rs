@@ -14,12 +14,19 @@
 //! which costs what the message's size does: zlib's reset between messages (a 128 KiB table
 //! cleared) cost more than compressing a 1 KiB message.
 //!
-//! The backend is flate2's `zlib-rs`: it compresses with windows of 9 to 15 bits, which a client's
-//! `server_max_window_bits` may ask for (miniz_oxide only has 15); BENCHMARKS.md has the figures.
+//! A received message without context (client no context takeover, the default) that comes whole
+//! in one frame of up to 4 KiB goes through [`decoder`], a DEFLATE decoder that builds a dynamic
+//! block's tables for the message's size: zlib-rs's, built for a stream, cost more than the rest
+//! of inflating a 1 KiB message.
+//!
+//! The backend otherwise is flate2's `zlib-rs`: it compresses with windows of 9 to 15 bits, which a
+//! client's `server_max_window_bits` may ask for (miniz_oxide only has 15), and inflates messages
+//! with context takeover, fragmented ones and those over 4 KiB; BENCHMARKS.md has the figures.
 //! Checking RSV1 against the negotiation (control frames, continuation frames, no extension) is
 //! the framing layer's job; this module sees payloads only.
 
 mod compress;
+mod decoder;
 mod encoder;
 mod inflate;
 mod negotiate;
