@@ -111,7 +111,7 @@ impl Sender {
 /// how many of them it counts.
 const SAMPLE: usize = 4096;
 const SAMPLE_MIN: usize = 1024;
-const SAMPLES: usize = 512;
+const SAMPLES: usize = 256;
 
 /// True when bytes of `message` taken evenly from its first [`SAMPLE`] (at least [`SAMPLE_MIN`]
 /// of them) have a collision entropy over 7.25 bits a byte: random bytes, or bytes compressed or
@@ -124,8 +124,8 @@ const SAMPLES: usize = 512;
 /// 7.9), near 4 for JSON-like text. Never more than the order-0 (Shannon) entropy, it is over
 /// 7.25 bits only where that is too, where no code for single bytes saves more than a tenth.
 /// Counting pairs of equal bytes takes no logarithm per byte value, and estimates the chance
-/// without bias from a sample: 341 to 512 bytes, at an odd stride (3 to 9), so that records of a
-/// power-of-two size do not show one byte of theirs only. For 341 random bytes the count is 10
+/// without bias from a sample: 205 to 307 bytes, at an odd stride (5 to 17), so that records of a
+/// power-of-two size do not show one byte of theirs only. For 205 random bytes the count is 6
 /// standard deviations under the limit.
 pub fn looks_incompressible(message: &[u8]) -> bool {
     if message.len() < SAMPLE_MIN {
