@@ -1,13 +1,16 @@
 //! A DEFLATE (RFC 1951) encoder for a message compressed on its own, as every message is without
-//! context takeover: LZ77 over the message alone with hash chains, then one block of the cheapest
-//! of dynamic Huffman codes, the fixed codes or stored bytes, ended as a sync flush ends (the
-//! empty stored block's header, its `00 00 ff ff` left out as RFC 7692 §7.2.1 says).
+//! context takeover: LZ77 over the message alone, then one block of the cheapest of dynamic
+//! Huffman codes, the fixed codes or stored bytes, ended as a sync flush ends (the empty stored
+//! block's header, its `00 00 ff ff` left out as RFC 7692 §7.2.1 says). Level 1 (the default)
+//! takes one candidate per hash and writes the fixed codes as it goes; levels 2–9 search hash
+//! chains with zlib's effort per level.
 //!
 //! Why not zlib's state, reset after each message: a reset clears its 128 KiB hash table, which
-//! cost more than compressing a 1 KiB message at level 1 (BENCHMARKS.md). Here the hash table has
-//! as many entries as the message has bytes (up to [`MAX_LEN`]), so a message pays for its own
-//! size only, and nothing is kept between messages but the buffers. Levels follow zlib's table of
-//! match-search effort; the bytes are not zlib's but any inflater reads them.
+//! cost more than compressing a 1 KiB message at level 1 (BENCHMARKS.md). Here level 1's table is
+//! never cleared per message (an entry carries its message's base and an old one is out of any
+//! window), and the chains of the other levels have as many entries as the message has bytes (up
+//! to [`MAX_LEN`]), so a message pays for its own size only; nothing of a message is kept for the
+//! next. The bytes are not zlib's but any inflater reads them.
 
 use std::cell::RefCell;
 
@@ -143,7 +146,7 @@ pub fn deflate_alone(message: &[u8], level: u32, window_bits: u8, out: &mut Vec<
 // LZ77
 
 fn hash_bits(len: usize) -> u32 {
-    (usize::BITS - len.leading_zeros() - 1).clamp(8, 14)
+    (usize::BITS - len.leading_zeros()).saturating_sub(1).clamp(8, 14)
 }
 
 /// Length of the common prefix of `m[a..]` and `m[b..]`, at most `max`: 8 bytes a step.
@@ -965,6 +968,18 @@ mod tests {
             deflate_alone(&noise, level, 15, &mut out);
             assert_eq!(out.len(), noise.len() + STORED_OVERHEAD, "level {level}");
             assert_eq!(inflate(15, &out), noise);
+        }
+    }
+
+    #[test]
+    fn an_empty_message_at_every_level_and_window() {
+        // The fuzz target's first find (a table size of an empty message underflowed).
+        for level in 1..=9 {
+            for bits in 9..=15 {
+                let mut out = vec![];
+                deflate_alone(b"", level, bits, &mut out);
+                assert_eq!(inflate(bits, &out), b"", "level {level}, {bits} bits");
+            }
         }
     }
 
