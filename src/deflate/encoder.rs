@@ -1,13 +1,16 @@
 //! A DEFLATE (RFC 1951) encoder for a message compressed on its own, as every message is without
-//! context takeover: LZ77 over the message alone with hash chains, then one block of the cheapest
-//! of dynamic Huffman codes, the fixed codes or stored bytes, ended as a sync flush ends (the
-//! empty stored block's header, its `00 00 ff ff` left out as RFC 7692 §7.2.1 says).
+//! context takeover: LZ77 over the message alone, then one block of the cheapest of dynamic
+//! Huffman codes, the fixed codes or stored bytes, ended as a sync flush ends (the empty stored
+//! block's header, its `00 00 ff ff` left out as RFC 7692 §7.2.1 says). Level 1 (the default)
+//! takes one candidate per hash and writes the fixed codes as it goes; levels 2–9 search hash
+//! chains with zlib's effort per level.
 //!
 //! Why not zlib's state, reset after each message: a reset clears its 128 KiB hash table, which
-//! cost more than compressing a 1 KiB message at level 1 (BENCHMARKS.md). Here the hash table has
-//! as many entries as the message has bytes (up to [`MAX_LEN`]), so a message pays for its own
-//! size only, and nothing is kept between messages but the buffers. Levels follow zlib's table of
-//! match-search effort; the bytes are not zlib's but any inflater reads them.
+//! cost more than compressing a 1 KiB message at level 1 (BENCHMARKS.md). Here level 1's table is
+//! never cleared per message (an entry carries its message's base and an old one is out of any
+//! window), and the chains of the other levels have as many entries as the message has bytes (up
+//! to [`MAX_LEN`]), so a message pays for its own size only; nothing of a message is kept for the
+//! next. The bytes are not zlib's but any inflater reads them.
 
 use std::cell::RefCell;
 
@@ -53,6 +56,8 @@ const EFFORT: [Effort; 10] = [
 struct Scratch {
     /// Per hash, the last position with it, plus one (0: none).
     head: Vec<u16>,
+    /// Level 1's: per hash, the last position with it.
+    fast_head: FastHead,
     /// Per position, the one before it with the same hash, plus one.
     prev: Vec<u16>,
     /// Literals (the byte) and matches ([`MATCH`] | (length − 3) << 16 | distance).
@@ -61,6 +66,8 @@ struct Scratch {
     /// The code lengths of both trees in a row, and their code-length symbols.
     lens: Vec<u8>,
     cl_syms: Vec<(u8, u8)>,
+    /// The block's bytes as they are written, before they go out (or a stored block instead).
+    bytes: Vec<u8>,
 }
 
 /// Room for building a Huffman tree of up to [`LIT_CODES`] leaves.
@@ -79,6 +86,14 @@ struct Huffman {
 
 const MATCH: u32 = 1 << 31;
 
+/// Room for what level 1 writes for `len` bytes before the size is compared with stored bytes':
+/// 9 bits a byte at the most (a literal's longest fixed code; a match is at most 31 bits for 4
+/// bytes or more), the block's headers and end, and [`BitWriter`]'s writes of 8 bytes at a time.
+/// Other levels write a block only when it is shorter than stored bytes.
+fn most_bytes(len: usize) -> usize {
+    len + len / 8 + 16
+}
+
 /// Under this many literals and matches a block goes with the fixed codes (or stored).
 const FEW_TOKENS: usize = 32;
 
@@ -94,31 +109,36 @@ pub fn deflate_alone(message: &[u8], level: u32, window_bits: u8, out: &mut Vec<
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         let max_dist = (1usize << window_bits) - MIN_LOOKAHEAD;
-        let start = out.len();
-        let mut bits = BitWriter { out, acc: 0, n: 0 };
-        if level == 1 {
+        // Stored bytes and both blocks' headers: what a block of codes must not pass.
+        let limit = message.len() + STORED_OVERHEAD;
+        let mut bytes = std::mem::take(&mut s.bytes);
+        let room = most_bytes(message.len());
+        if bytes.len() < room {
+            bytes.resize(room, 0);
+        }
+        let mut bits = BitWriter { buf: &mut bytes, pos: 0, acc: 0, n: 0 };
+        let coded = if level == 1 {
             // The fastest: the fixed codes, as zlib-ng's and zlib-rs's level 1 send, written as
             // the matches are found (building codes for the message cost 1 KiB of JSON-like
             // data half its time).
             bits.put(0b010, 3);
-            lz77(message, EFFORT[1], max_dist, &mut s.head, &mut s.prev, &mut FixedCodes(&mut bits));
-            bits.put(u32::from(FIXED_LIT_CODES[END]), u32::from(FIXED_LIT[END]));
+            bits = fast_lz77(message, max_dist, &mut s.fast_head, FixedCodes(bits)).0;
+            true
         } else {
             let mut freqs = Freqs::new();
             parse(message, EFFORT[level as usize], max_dist, s, &mut freqs);
-            write_block(message, s, &freqs, &mut bits);
+            write_block(message, s, &freqs, &mut bits)
+        };
+        // The block's end code, if the fixed codes' (seven zero bits), and the sync flush's
+        // empty stored block: BFINAL 0, BTYPE 00, then up to the byte.
+        bits.put(0, if level == 1 { 7 + 3 } else { 3 });
+        let n = bits.finish();
+        if coded && n <= limit {
+            out.extend_from_slice(&bytes[..n]);
+        } else {
+            write_stored(message, out);
         }
-        // The sync flush's empty stored block: BFINAL 0, BTYPE 00, then up to the byte.
-        bits.put(0, 3);
-        bits.finish();
-        // Stored bytes and both blocks' headers: what the fixed codes must not pass.
-        if out.len() - start > message.len() + STORED_OVERHEAD {
-            out.truncate(start);
-            let mut bits = BitWriter { out, acc: 0, n: 0 };
-            write_stored(message, &mut bits);
-            bits.put(0, 3);
-            bits.finish();
-        }
+        s.bytes = bytes;
     });
 }
 
@@ -129,21 +149,19 @@ fn hash_bits(len: usize) -> u32 {
     (usize::BITS - len.leading_zeros()).saturating_sub(1).clamp(8, 14)
 }
 
-/// Length of the common prefix of `m[a..]` and `m[b..]`, at most `max`.
+/// Length of the common prefix of `m[a..]` and `m[b..]`, at most `max`: 8 bytes a step.
+#[inline(always)]
 fn common_len(m: &[u8], a: usize, b: usize, max: usize) -> usize {
+    let (x, y) = (&m[a..a + max], &m[b..b + max]);
     let mut n = 0;
-    while n + 8 <= max {
-        let x = u64::from_le_bytes(m[a + n..a + n + 8].try_into().expect("8 bytes"))
-            ^ u64::from_le_bytes(m[b + n..b + n + 8].try_into().expect("8 bytes"));
-        if x != 0 {
-            return n + (x.trailing_zeros() / 8) as usize;
+    for (p, q) in x.chunks_exact(8).zip(y.chunks_exact(8)) {
+        let d = u64::from_le_bytes(p.try_into().expect("8 bytes")) ^ u64::from_le_bytes(q.try_into().expect("8 bytes"));
+        if d != 0 {
+            return n + (d.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    while n < max && m[a + n] == m[b + n] {
-        n += 1;
-    }
-    n
+    n + x[n..].iter().zip(&y[n..]).take_while(|(p, q)| p == q).count()
 }
 
 struct Chains<'a> {
@@ -256,17 +274,23 @@ impl Sink for Tokens<'_> {
     }
 }
 
-/// Written at once with the fixed codes.
-struct FixedCodes<'a, 'b>(&'a mut BitWriter<'b>);
+/// Written at once with the fixed codes (held, not borrowed, so that the bits stay in registers).
+struct FixedCodes<'a>(BitWriter<'a>);
 
-impl Sink for FixedCodes<'_, '_> {
+impl Sink for FixedCodes<'_> {
+    #[inline]
     fn literal(&mut self, b: u8) {
         let s = usize::from(b);
         self.0.put(u32::from(FIXED_LIT_CODES[s]), u32::from(FIXED_LIT[s]));
     }
 
+    /// One write for the length's code and extra bits and the distance's (at most 8 + 5 + 5 + 13 bits).
+    #[inline]
     fn matched(&mut self, len: usize, dist: usize) {
-        put_match(self.0, len, dist, (&FIXED_LIT, &FIXED_LIT_CODES), (&FIXED_DIST, &FIXED_DIST_CODES));
+        let l = FIXED_LEN[(len - 3) & 0xff];
+        let d = fixed_dist(dist);
+        let l_bits = l >> 24;
+        self.0.put(l & 0xff_ffff | (d & 0xff_ffff) << l_bits, l_bits + (d >> 24));
     }
 }
 
@@ -302,6 +326,81 @@ fn lz77(m: &[u8], effort: Effort, max_dist: usize, head: &mut Vec<u16>, prev: &m
         i += len;
         chains.advance(i, len <= effort.insert);
     }
+}
+
+/// Level 1's literals and matches of `m`, into `sink`. Greedy and one candidate per hash, as
+/// LZ4 and zlib-ng's quick strategy search: the last position with the same hash of four bytes,
+/// taken if it is in the window and its four bytes are the same.
+#[inline(never)] // A function of its own in profiles.
+fn fast_lz77<S: Sink>(m: &[u8], max_dist: usize, head: &mut FastHead, mut sink: S) -> S {
+    let bits = fast_hash_bits(m.len());
+    let shift = 32 - bits;
+    let (table, base) = head.next();
+    let four = |at: usize| m.get(at..at.wrapping_add(4)).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let hash = |v: u32| (v.wrapping_mul(0x9e37_79b1) >> shift) as usize;
+    // Positions with four bytes from them.
+    let end = m.len().saturating_sub(MIN_MATCH - 1);
+    let mut i = 0;
+    while i < end {
+        let v = four(i).expect("four bytes from i");
+        // Under FAST_HEAD already: the mask only spares the bounds check.
+        let h = hash(v) & (FAST_HEAD - 1);
+        let here = base.wrapping_add(i as u32);
+        let dist = here.wrapping_sub(table[h]) as usize;
+        table[h] = here;
+        // 1 ≤ distance ≤ max_dist (an entry of an earlier message is 65,536 or more back), and
+        // the same four bytes; whatever the table held, a match is only ever taken from the
+        // message's own bytes before `i`.
+        let c = i.wrapping_sub(dist);
+        if dist.wrapping_sub(1) < max_dist && four(c) == Some(v) {
+            let max = (m.len() - i).min(MAX_MATCH);
+            let len = MIN_MATCH + common_len(m, c + MIN_MATCH, i + MIN_MATCH, max - MIN_MATCH);
+            sink.matched(len, dist);
+            i += len;
+            continue;
+        }
+        sink.literal(m[i]);
+        i += 1;
+    }
+    for &b in &m[i..] {
+        sink.literal(b);
+    }
+    sink
+}
+
+/// Level 1's hash table, of its largest size, and where its entries count from.
+const FAST_HEAD: usize = 1 << 14;
+/// Between the messages' first positions: more than the largest window plus [`MAX_LEN`].
+const FAST_STRIDE: u32 = 1 << 16;
+
+/// Level 1's hash table, not cleared between messages: an entry is a position plus its message's
+/// base, the base moving by [`FAST_STRIDE`] a message, so that an entry left by an earlier
+/// message is always farther back than any window. Cleared when the base comes round again, once
+/// every 65,536 messages.
+#[derive(Default)]
+struct FastHead {
+    table: Option<Box<[u32; FAST_HEAD]>>,
+    base: u32,
+}
+
+impl FastHead {
+    /// The table and the base of the next message.
+    fn next(&mut self) -> (&mut [u32; FAST_HEAD], u32) {
+        self.base = self.base.wrapping_add(FAST_STRIDE);
+        let fresh = self.table.is_none() || self.base < FAST_STRIDE;
+        let table = self.table.get_or_insert_with(|| vec![0; FAST_HEAD].into_boxed_slice().try_into().expect("FAST_HEAD entries"));
+        if fresh {
+            // Entries of base 0 are far enough from any message of a base from FAST_STRIDE on.
+            table.fill(0);
+            self.base = FAST_STRIDE;
+        }
+        (table, self.base)
+    }
+}
+
+/// Level 1's hash table: an entry per byte of the message, at least 256 and at most 16,384.
+fn fast_hash_bits(len: usize) -> u32 {
+    (usize::BITS - len.leading_zeros()).clamp(8, 14)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,7 +444,7 @@ const LEN_CODE: [(u8, u8); 256] = {
 };
 
 /// The distance code of `dist` (1–32768) and its number of extra bits.
-fn dist_code(dist: usize) -> (u8, u8) {
+const fn dist_code(dist: usize) -> (u8, u8) {
     let d = dist - 1;
     if d < 4 {
         return (d as u8, 0);
@@ -487,6 +586,44 @@ const FIXED_LIT: [u8; 288] = {
 const FIXED_LIT_CODES: [u16; 288] = codes_of(&FIXED_LIT);
 const FIXED_DIST: [u8; DIST_CODES] = [5; DIST_CODES];
 const FIXED_DIST_CODES: [u16; DIST_CODES] = codes_of(&FIXED_DIST);
+/// Per match length − 3, its fixed code and extra bits as written: the bits, and their number
+/// in the top byte.
+const FIXED_LEN: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut x = 0;
+    while x < 256 {
+        let (code, extra) = LEN_CODE[x];
+        let s = 257 + code as usize;
+        let bits = FIXED_LIT[s] as u32;
+        t[x] = (FIXED_LIT_CODES[s] as u32 | ((x as u32) & ((1 << extra) - 1)) << bits) | (bits + extra as u32) << 24;
+        x += 1;
+    }
+    t
+};
+
+/// [`FIXED_LEN`] for distances, computed for the near ones.
+#[inline]
+fn fixed_dist(dist: usize) -> u32 {
+    match FIXED_DIST_NEAR.get(dist - 1) {
+        Some(&d) => d,
+        None => fixed_dist_of(dist),
+    }
+}
+
+const fn fixed_dist_of(dist: usize) -> u32 {
+    let (code, extra) = dist_code(dist);
+    FIXED_DIST_CODES[code as usize] as u32 | (((dist - 1) as u32) & ((1 << extra) - 1)) << 5 | (5 + extra as u32) << 24
+}
+
+const FIXED_DIST_NEAR: [u32; 512] = {
+    let mut t = [0u32; 512];
+    let mut d = 0;
+    while d < 512 {
+        t[d] = fixed_dist_of(d + 1);
+        d += 1;
+    }
+    t
+};
 
 /// The code-length symbols of `lens` (16: repeat the last 3–6 times, 17: 3–10 zeros, 18: 11–138
 /// zeros), each with its extra bits' value.
@@ -544,8 +681,9 @@ fn extra_bits(freqs: &Freqs) -> u64 {
 /// Extra bits per length code − 257.
 const LEN_CODES_EXTRA: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
 
-/// Writes one non-final block of `tokens` (of `m`), in whichever form is shortest.
-fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, bits: &mut BitWriter<'_>) {
+/// Writes one non-final block of `tokens` (of `m`), with whichever codes are shortest, or
+/// returns false (nothing written) when a stored block would be shorter still.
+fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, bits: &mut BitWriter<'_>) -> bool {
     let extra = extra_bits(freqs);
     let fixed = extra + code_bits(freqs, &FIXED_LIT, &FIXED_DIST);
     // Stored: up to the byte, LEN and NLEN, the bytes (the padding counted at its most).
@@ -576,12 +714,12 @@ fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, bits: &mut BitWriter<'_
         dynamic = header + extra + code_bits(freqs, &lit, &dist);
     }
     if stored < dynamic.min(fixed) {
-        return write_stored(m, bits);
+        return false;
     }
     if fixed <= dynamic {
         bits.put(0b010, 3);
         write_tokens(&s.tokens, (&FIXED_LIT, &FIXED_LIT_CODES), (&FIXED_DIST, &FIXED_DIST_CODES), bits);
-        return;
+        return true;
     }
     bits.put(0b100, 3);
     bits.put((hlit - 257) as u32, 5);
@@ -597,6 +735,7 @@ fn write_block(m: &[u8], s: &mut Scratch, freqs: &Freqs, bits: &mut BitWriter<'_
         bits.put(u32::from(extra), cl_extra_bits(sym));
     }
     write_tokens(&s.tokens, (&lit, &codes_of(&lit)), (&dist, &codes_of(&dist)), bits);
+    true
 }
 
 fn write_tokens(tokens: &[u32], (lit, lit_codes): (&[u8], &[u16]), (dist, dist_codes): (&[u8], &[u16]), bits: &mut BitWriter<'_>) {
@@ -629,42 +768,54 @@ fn put_match(bits: &mut BitWriter<'_>, len: usize, dist: usize, (lit, lit_codes)
 /// byte, LEN and NLEN, and the empty block's header byte.
 const STORED_OVERHEAD: usize = 1 + 4 + 1;
 
-/// Writes `m` as a stored block (from a byte boundary, as at the start of a message).
-fn write_stored(m: &[u8], bits: &mut BitWriter<'_>) {
-    bits.put(0, 3);
-    bits.finish();
+/// Appends `m` as a stored block and the sync flush's empty block's header, each a byte.
+fn write_stored(m: &[u8], out: &mut Vec<u8>) {
     let len = m.len() as u16;
-    bits.out.extend_from_slice(&len.to_le_bytes());
-    bits.out.extend_from_slice(&(!len).to_le_bytes());
-    bits.out.extend_from_slice(m);
+    out.reserve(m.len() + STORED_OVERHEAD);
+    out.push(0);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(m);
+    out.push(0);
 }
 
-/// Bits written least significant first, as DEFLATE packs them.
+/// Bits written least significant first, as DEFLATE packs them, into a buffer sized beforehand
+/// (64 bits at a time: no growth checks, one flush per 64 bits written).
 struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut [u8],
+    /// Bytes written.
+    pos: usize,
     acc: u64,
+    /// Bits in `acc`: fewer than 64.
     n: u32,
 }
 
 impl BitWriter<'_> {
     /// Writes the `n` low bits of `v` (at most 32; the bits above them are zero).
+    #[inline]
     fn put(&mut self, v: u32, n: u32) {
         debug_assert!(n <= 32 && (n == 32 || v >> n == 0));
-        self.acc |= u64::from(v) << self.n;
-        self.n += n;
-        if self.n >= 32 {
-            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.n -= 32;
+        let v = u64::from(v);
+        self.acc |= v << self.n;
+        if self.n + n < 64 {
+            self.n += n;
+        } else {
+            self.buf[self.pos..self.pos + 8].copy_from_slice(&self.acc.to_le_bytes());
+            self.pos += 8;
+            // At least 32 bits were in: the shift is 1 to 32.
+            self.acc = v >> (64 - self.n);
+            self.n = self.n + n - 64;
         }
     }
 
-    /// Writes what is left, up to the byte.
-    fn finish(&mut self) {
+    /// Writes what is left, up to the byte, and returns the bytes written.
+    fn finish(&mut self) -> usize {
         let bytes = self.n.div_ceil(8) as usize;
-        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        self.buf[self.pos..self.pos + bytes].copy_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        self.pos += bytes;
         self.acc = 0;
         self.n = 0;
+        self.pos
     }
 }
 
@@ -706,6 +857,69 @@ mod tests {
             prop_assert_eq!(out[0], 0xaa, "appended after what was there");
             prop_assert_eq!(inflate(bits, &out[1..]), m);
         }
+
+        /// Any bytes at all, of any size the encoder takes: they inflate back, and never take
+        /// more than stored bytes do.
+        #[test]
+        fn any_bytes_inflate_back_within_the_stored_size(
+            m in prop::collection::vec(any::<u8>(), 0..MAX_LEN), level in 1u32..=9, bits in 9u8..=15,
+        ) {
+            let mut out = vec![];
+            deflate_alone(&m, level, bits, &mut out);
+            prop_assert!(out.len() <= m.len() + STORED_OVERHEAD, "{} bytes for {}", out.len(), m.len());
+            prop_assert_eq!(inflate(bits, &out), m);
+        }
+
+        /// Level 1's matches, replayed, are the message; each is 4 to 258 bytes long and within
+        /// the window, also for a message after others in the same hash table.
+        #[test]
+        fn level_1_matches_replay_the_message(ms in prop::collection::vec(message(), 1..4), bits in 9u8..=15, base in any::<u32>()) {
+            let max_dist = (1usize << bits) - MIN_LOOKAHEAD;
+            // Any state of the table, even one the encoder never leaves.
+            let mut head = FastHead { table: Some(Box::new([base.wrapping_sub(77); FAST_HEAD])), base };
+            for m in &ms {
+                let (mut tokens, mut freqs) = (vec![], Freqs::new());
+                fast_lz77(m, max_dist, &mut head, Tokens { tokens: &mut tokens, freqs: &mut freqs });
+                prop_assert_eq!(replay(&tokens, max_dist)?, &m[..]);
+            }
+        }
+    }
+
+    /// The bytes `tokens` stand for, checking that every match is 4 to 258 bytes long and reaches
+    /// back 1 to `max_dist` bytes within what came before it.
+    fn replay(tokens: &[u32], max_dist: usize) -> Result<Vec<u8>, TestCaseError> {
+        let mut out = vec![];
+        for &t in tokens {
+            if t & MATCH == 0 {
+                out.push(t as u8);
+                continue;
+            }
+            let (len, dist) = (((t >> 16) & 0xff) as usize + 3, (t & 0xffff) as usize);
+            prop_assert!((MIN_MATCH..=MAX_MATCH).contains(&len), "length {len}");
+            prop_assert!(dist >= 1 && dist <= max_dist.min(out.len()), "distance {dist} at {}", out.len());
+            for _ in 0..len {
+                out.push(out[out.len() - dist]);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn level_1_hash_table_comes_round_cleared() {
+        // A base just before it wraps: the entries of the messages before cannot be taken for
+        // the ones after, where the base starts again.
+        let m = br#"{"id":1,"topic":"orders","price":12.5,"side":"buy"},"#.repeat(100);
+        let mut head = FastHead { table: None, base: 0 };
+        head.next();
+        head.base = 0u32.wrapping_sub(3 * FAST_STRIDE);
+        for n in [m.len(), 700, 1000, m.len(), 5, 300] {
+            let (mut tokens, mut freqs) = (vec![], Freqs::new());
+            fast_lz77(&m[..n], 32_768 - MIN_LOOKAHEAD, &mut head, Tokens { tokens: &mut tokens, freqs: &mut freqs });
+            assert_eq!(replay(&tokens, 32_768 - MIN_LOOKAHEAD).expect("valid matches"), &m[..n]);
+            assert!(n < 100 || tokens.len() < n / 4, "{n} bytes in {} tokens", tokens.len());
+        }
+        // Two messages before the base came round, four after it started again.
+        assert_eq!(head.base, 4 * FAST_STRIDE, "came round");
     }
 
     #[test]
@@ -758,6 +972,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_message_at_every_level_and_window() {
+        // The fuzz target's first find (a table size of an empty message underflowed).
+        for level in 1..=9 {
+            for bits in 9..=15 {
+                let mut out = vec![];
+                deflate_alone(b"", level, bits, &mut out);
+                assert_eq!(inflate(bits, &out), b"", "level {level}, {bits} bits");
+            }
+        }
+    }
+
+    #[test]
     fn hello_is_the_rfc_7692_bytes() {
         let mut out = vec![];
         deflate_alone(b"Hello", 6, 15, &mut out);
@@ -779,11 +1005,14 @@ mod tests {
                 let mut freqs = Freqs::new();
                 let mut s = Scratch::default();
                 parse(&m, EFFORT[9], max_dist, &mut s, &mut freqs);
-                let far = s.tokens.iter().filter(|&&t| t & MATCH != 0).map(|&t| (t & 0xffff) as usize).max().unwrap_or(0);
-                assert!(far <= max_dist, "{bits} bits, gap {gap}: distance {far}");
-                // Literal bytes and match lengths add up to the message.
-                let covered: usize = s.tokens.iter().map(|&t| if t & MATCH != 0 { ((t >> 16) & 0xff) as usize + 3 } else { 1 }).sum();
-                assert_eq!(covered, m.len());
+                let mut fast = vec![];
+                fast_lz77(&m, max_dist, &mut FastHead::default(), Tokens { tokens: &mut fast, freqs: &mut Freqs::new() });
+                for (level, tokens) in [(9, &s.tokens), (1, &fast)] {
+                    assert_eq!(replay(tokens, max_dist).expect("matches within the window"), m, "level {level}");
+                    let far = tokens.iter().filter(|&&t| t & MATCH != 0).map(|&t| (t & 0xffff) as usize).max().unwrap_or(0);
+                    let back = block.len() + gap;
+                    assert!(back > max_dist || far == back, "level {level}, {bits} bits, gap {gap}: the block's copy {back} back, not {far}");
+                }
             }
         }
     }

@@ -22,9 +22,9 @@ pub struct Config {
     /// saves next to nothing and can even grow the message.
     pub threshold: usize,
     /// zlib level, 0–9, for messages under [`LARGE_MESSAGE`] bytes (default 1: the fixed codes,
-    /// half the CPU of level 6 on 1 KiB of JSON-like data, for 0.27 of the size end to end
-    /// against level 6's 0.21; the level that keeps a compressed 1 KiB message within twice the
-    /// cost of an uncompressed one; see BENCHMARKS.md).
+    /// two fifths of level 6's worker instructions on 1 KiB of JSON-like data, for 0.27 of the
+    /// size end to end against level 6's 0.21; the level that keeps a compressed 1 KiB message
+    /// within twice the cost of an uncompressed one; see BENCHMARKS.md).
     pub level: u32,
     /// zlib level, 0–9, for messages of [`LARGE_MESSAGE`] bytes and more (default 1: on 60 KB of
     /// JSON-like data 0.22 of the size at a tenth of level 6's CPU; see BENCHMARKS.md).
