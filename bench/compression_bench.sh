@@ -17,6 +17,9 @@
 #   COMP_MODES   default "off on"; also on-l1 and on-l6 (the server at zlib level 1 or 6 for every size)
 #                and on-each (the server's default, the load generator compressing every request
 #                whole with --compress-each, as a zlib client does: its own CPU then limits the run)
+#                and on-plain (compression agreed, every request sent uncompressed, as Node's ws
+#                sends messages under its threshold: with the 16 B cell, what a connection that
+#                compresses costs a message under the thresholds both ways)
 #   COMP_CLIENT_LEVEL  zlib level of the load generator's compressed requests (default 6, zlib's
 #                default, as browsers, Python websockets and Node's ws compress)
 #   COMP_LOADGEN the load generator's binary (default loadgen/target/release/pubsub-loadgen)
@@ -67,15 +70,16 @@ for round in $(seq "$rounds"); do
     for cell in $cells; do
         payload="${cell%%:*}" state="${cell##*:}"
         for mode in ${COMP_MODES:-off on}; do
-            path=/native flag=""
+            path=/native flag="" extra=""
             case "$mode" in
                 on) path=/native_compressed flag=--compress ;;
                 on-l1) path="/native_compressed?level=1" flag=--compress ;;
                 on-l6) path="/native_compressed?level=6" flag=--compress ;;
                 on-each) path=/native_compressed flag=--compress-each ;;
+                on-plain) path=/native_compressed flag=--compress extra="--compress-min 1048576" ;;
             esac
             $pin_client "$lg" --addr "127.0.0.1:$port" --path "$path" -c "$conns" -d "$depth" -s "$state" \
-                --payload "$payload" $flag ${flag:+--compress-level "${COMP_CLIENT_LEVEL:-6}"} -t "$secs" --server-pid "$nginx_worker" \
+                --payload "$payload" $flag ${flag:+--compress-level "${COMP_CLIENT_LEVEL:-6}"} $extra -t "$secs" --server-pid "$nginx_worker" \
                 --label "round $round $payload $state $mode" | sed "s/\"compress\":true/\"compress\":\"$mode\"/" >> "$out"
         done
     done

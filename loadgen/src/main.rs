@@ -67,6 +67,9 @@ USAGE: pubsub-loadgen [OPTIONS]
                       the whole message
   --compress-level N  zlib level of the compressed requests, 0-9 (default 6, zlib's default, which
                       browsers, Python websockets and Node's ws use)
+  --compress-min N    with --compress, requests shorter than N bytes (the message, before framing)
+                      go uncompressed, RSV1 clear, as Node's ws does under its threshold of 1 KiB
+                      (default 0: all compressed, as browsers do); replies are read either way
   --frame-size        print the size of one uncompressed request frame for these options, and exit
                       (every request of a run has the same size: sequences are 2^56 + id * 2^32 + n)
   -h, --help          this text
@@ -95,6 +98,7 @@ struct Opts {
     /// `--compress-each`: every request compressed whole.
     compress_each: bool,
     compress_level: u32,
+    compress_min: usize,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -115,6 +119,7 @@ fn parse_args() -> Result<Opts, String> {
         compress: false,
         compress_each: false,
         compress_level: 6,
+        compress_min: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -138,6 +143,7 @@ fn parse_args() -> Result<Opts, String> {
             "--frame-size" => o.frame_size = true,
             "--compress" => o.compress = true,
             "--compress-each" => (o.compress, o.compress_each) = (true, true),
+            "--compress-min" => o.compress_min = val("--compress-min")?.parse().map_err(|_| "--compress-min: a size in bytes")?,
             "--compress-level" => o.compress_level = val("--compress-level")?.parse().ok().filter(|l| *l <= 9).ok_or("--compress-level: 0-9")?,
             "--payload" => {
                 o.payload = val("--payload")?;
@@ -340,6 +346,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
     let level = o.compress_level;
     let compression = match agreed {
         None => Compression::Off,
+        Some(_) if requests::ping_bytes(1 << 56, &state).len() < o.compress_min => Compression::Off,
         Some((window_bits, _)) if o.compress_each => Compression::Each { level, window_bits },
         Some((window_bits, _)) => Compression::Template { level, window_bits },
     };

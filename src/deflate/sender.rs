@@ -90,6 +90,12 @@ impl Sender {
 
     /// Compresses `buf[from..]` in place (see [`Sender::deflate_into`]); true if it was.
     pub fn deflate_tail(&mut self, buf: &mut Vec<u8>, from: usize) -> bool {
+        // A message under the threshold, the most common on many connections, returns before the
+        // thread-local scratch is looked up: it costs nothing more than on a connection without
+        // compression.
+        if !self.config.compresses(buf.len() - from) {
+            return false;
+        }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
@@ -157,6 +163,25 @@ mod tests {
                 (x >> 32) as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn only_messages_from_the_threshold_on_are_compressed_in_place() {
+        let params = Params { server_no_context_takeover: true, client_no_context_takeover: true, server_max_window_bits: 15, client_max_window_bits: 15 };
+        let mut s = Sender::new(params, Config { threshold: 64, ..Config::default() });
+        let head = b"frame header";
+        let json = br#"{"order":1,"side":"buy","price":"101.25","qty":"3"}"#.repeat(4);
+        for len in [0, 1, 63] {
+            let mut buf = [&head[..], &json[..len]].concat();
+            assert!(!s.deflate_tail(&mut buf, head.len()), "{len} bytes, under the threshold");
+            assert_eq!(buf, [&head[..], &json[..len]].concat(), "{len} bytes left as they were");
+        }
+        for len in [64, json.len()] {
+            let mut buf = [&head[..], &json[..len]].concat();
+            assert!(s.deflate_tail(&mut buf, head.len()), "{len} bytes, from the threshold on");
+            assert_eq!(&buf[..head.len()], head);
+            assert!(buf.len() < head.len() + len, "{len} bytes compressed");
+        }
     }
 
     #[test]
