@@ -26,24 +26,41 @@ impl Redis {
             eprintln!("SKIPPED: redis-server is not installed (make deps installs Debian's redis-server)");
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("resp-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let redis = Redis { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
+        // A free port, then a server on it. The tests run at once, each with its own server: a
+        // port another test's server took first would leave this one exited and its test talking
+        // to the other's (whose end then resets it). So the server that answers must be ours, by
+        // its pid; else another port.
+        for _ in 0..20 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let dir = std::env::temp_dir().join(format!("resp-redis-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = Command::new(binary)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            let mut redis = Redis { child, port, dir };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if redis.child.try_wait().unwrap().is_some() {
+                    break; // it exited: the port was taken
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    let pid = redis.connect(Limits::default()).call(&[b"INFO", b"server"]).bytes;
+                    let ours = format!("process_id:{}\r\n", redis.child.id());
+                    if String::from_utf8_lossy(&pid).contains(&ours) {
+                        return Some(redis);
+                    }
+                    break; // another test's server
+                }
+                assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Some(redis)
+        panic!("no redis-server of this test's own after 20 ports");
     }
 
     fn connect(&self, limits: Limits) -> Conn {
