@@ -346,7 +346,7 @@ async fn run_connection(o: Opts, id: usize, deadline: Instant, quota: u64) -> Ta
     let level = o.compress_level;
     let compression = match agreed {
         None => Compression::Off,
-        Some(_) if requests::ping_bytes(1 << 56, &state).len() < o.compress_min => Compression::Off,
+        Some(_) if ping_bytes(1 << 56, &state).len() < o.compress_min => Compression::Off,
         Some((window_bits, _)) if o.compress_each => Compression::Each { level, window_bits },
         Some((window_bits, _)) => Compression::Template { level, window_bits },
     };

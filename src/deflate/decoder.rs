@@ -61,53 +61,42 @@ const DIST_EXTRA: [u8; 30] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7,
 /// The order the code length code's lengths come in (RFC 1951 §3.2.7).
 const PRECODE_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
-const fn litlen_entry(sym: usize) -> u32 {
-    match sym {
-        0..=255 => LITERAL | (sym as u32) << 16,
-        256 => END,
-        257..=285 => LENGTH | (LENGTH_BASE[sym - 257] as u32) << 16 | (LENGTH_EXTRA[sym - 257] as u32) << 8,
-        // 286 and 287 have fixed codes but no meaning.
+/// The codes whose symbols the tables decode.
+#[derive(Clone, Copy)]
+enum Code {
+    LitLen,
+    Dist,
+    /// The code length code: a symbol is its value.
+    Precode,
+}
+
+/// The table entry of symbol `sym` of `code`, less the code's bit count.
+const fn entry(code: Code, sym: usize) -> u32 {
+    match (code, sym) {
+        (Code::LitLen, 0..=255) => LITERAL | (sym as u32) << 16,
+        (Code::LitLen, 256) => END,
+        (Code::LitLen, 257..=285) => LENGTH | (LENGTH_BASE[sym - 257] as u32) << 16 | (LENGTH_EXTRA[sym - 257] as u32) << 8,
+        (Code::Dist, 0..=29) => VALUE | (DIST_BASE[sym] as u32) << 16 | (DIST_EXTRA[sym] as u32) << 8,
+        (Code::Precode, _) => VALUE | (sym as u32) << 16,
+        // Literal/length 286 and 287, distances 30 and 31: fixed codes but no meaning.
         _ => INVALID,
     }
 }
 
-const fn dist_entry(sym: usize) -> u32 {
-    match sym {
-        0..=29 => VALUE | (DIST_BASE[sym] as u32) << 16 | (DIST_EXTRA[sym] as u32) << 8,
-        // 30 and 31 have fixed codes but no meaning.
-        _ => INVALID,
+/// The entries of the `N` symbols of `code`.
+const fn entries<const N: usize>(code: Code) -> [u32; N] {
+    let mut t = [0; N];
+    let mut sym = 0;
+    while sym < N {
+        t[sym] = entry(code, sym);
+        sym += 1;
     }
+    t
 }
 
-/// The table entries of each symbol, less the code's bit count.
-const LITLEN_ENTRIES: [u32; 288] = {
-    let mut t = [0; 288];
-    let mut sym = 0;
-    while sym < t.len() {
-        t[sym] = litlen_entry(sym);
-        sym += 1;
-    }
-    t
-};
-const DIST_ENTRIES: [u32; 32] = {
-    let mut t = [0; 32];
-    let mut sym = 0;
-    while sym < t.len() {
-        t[sym] = dist_entry(sym);
-        sym += 1;
-    }
-    t
-};
-/// A code length symbol is its value.
-const PRECODE_ENTRIES: [u32; 19] = {
-    let mut t = [0; 19];
-    let mut sym = 0;
-    while sym < t.len() {
-        t[sym] = VALUE | (sym as u32) << 16;
-        sym += 1;
-    }
-    t
-};
+const LITLEN_ENTRIES: [u32; 288] = entries(Code::LitLen);
+const DIST_ENTRIES: [u32; 32] = entries(Code::Dist);
+const PRECODE_ENTRIES: [u32; 19] = entries(Code::Precode);
 
 /// A decoding table in use: its entries and the mask of its main table's index.
 #[derive(Clone, Copy)]
