@@ -6,6 +6,7 @@
 //! - [`proto_file`]: a proto file compiled at run time and laid over the built-in schema;
 //! - [`queue`]: a connection's output queue and its write-size policy;
 //! - [`session`]: one connection's state, tying framing, messages and the queue together;
+//! - [`fanout`]: a channel's audience: who takes each stream entry, with which sequence;
 //! - [`metrics`]: the worker's counters of what the sessions see, and their Prometheus exposition;
 //! - `pool` (private): spare buffers the connections of a worker share;
 //! - [`proto`]: prost types of the same proto, for Rust clients and tests;
@@ -15,6 +16,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod deflate;
+pub mod fanout;
 pub mod frame;
 pub mod message;
 pub mod metrics;

@@ -8,11 +8,20 @@
 -- reader's position first catches up with XRANGE in a timer of its own, then joins the reader's
 -- delivery exactly at its position, with no yield in between: no gap, no duplicate. A subscriber
 -- whose push queue is full goes back to catching up from the last id it got, so it delays nobody.
+--
+-- The delivery loop itself is Rust's (src/ffi/fanout.rs): each channel holds its subscribers'
+-- sessions in a fan-out, which pushes an entry to each of them and writes it at once where the
+-- socket takes it, touching no Lua table per subscriber. Lua then sees to the few it lists: a
+-- writer to wake, a subscriber refused, and the ones it sends to itself (connections that
+-- compress, and messages long enough to be held by reference rather than copied).
 
 -- Opens the library first when this file is found on package.path before it was loaded.
 local connection = require("apisix_pubsub_rs")
 local redis = require("apisix_pubsub_rs.redis")
 local exit = require("apisix_pubsub_rs.exit")
+local codec = require("apisix_pubsub_rs.codec")
+local native = require("apisix_pubsub_rs.ffi")
+local ffi = require("ffi")
 
 local ngx = ngx
 local ngx_log = ngx.log
@@ -24,6 +33,14 @@ local now = ngx.now
 local update_time = ngx.update_time
 local worker_exiting = ngx.worker.exiting
 local message = connection.message
+local after_fanout = connection._after_fanout
+local FANOUT_COPY_MAX = connection._fanout_copy_max
+local encode_resp = codec.encode_resp
+local to_int64 = codec.to_int64
+local C = native.C
+local PUSH = native.push
+local ffi_gc = ffi.gc
+local tonumber = tonumber
 local MODE = redis.MODE
 local type = type
 local pairs = pairs
@@ -267,8 +284,17 @@ end
 -- reader lost Redis),
 -- reader_id, exit (a semaphore posted when the worker exits: the reader's and catch-ups' pauses
 -- wait on it) }. A channel: { name, pos (the last id
--- delivered), subs = { [sub] = true }, n }.
+-- delivered), subs = { [sub] = true }, n, fan (the fan-out of the live subscribers' sessions),
+-- by_slot = { [the fan-out's slot] = sub } }.
 local backends = {}
+
+local function new_channel(name, pos)
+    local fan = C.fanout_new()
+    if fan == nil then
+        error("channels: failed to make a fan-out")
+    end
+    return { name = name, pos = pos, subs = {}, n = 0, by_slot = {}, fan = ffi_gc(fan, C.fanout_free) }
+end
 
 local function backend_of(cfg)
     local b = backends[cfg.backend]
@@ -364,9 +390,16 @@ local function wake(b)
     end
 end
 
+-- `after`: the id the subscriber has read up to, when past the channel's position (entries up to
+-- it are not for it).
 local function join(ch, s, after)
+    local conn = s.conn
+    local slot = tonumber(C.fanout_join(ch.fan, conn.sess, s.seq64, after, after and #after or 0,
+        conn.compressed and 1 or 0))
     s.state = "live"
     s.after = after
+    s.slot = slot
+    ch.by_slot[slot] = s
     ch.subs[s] = true
     ch.n = ch.n + 1
 end
@@ -375,6 +408,8 @@ local function leave_channel(b, s)
     local ch = b.channels[s.channel]
     if ch and ch.subs[s] then
         ch.subs[s] = nil
+        C.fanout_leave(ch.fan, s.slot)
+        ch.by_slot[s.slot] = nil
         ch.n = ch.n - 1
         if ch.n == 0 then
             -- The reader drops it from its next XREAD.
@@ -411,41 +446,75 @@ local function lag(b, s)
     end
 end
 
--- Sends one entry to one subscription; false when it did not take it.
-local function deliver(b, s, msg, id)
-    local ok, err = s.conn:send(msg)
-    if ok then
-        s.last = id
-        return true
-    end
+-- A subscription refused a push (`err`: "queue full", "closed"); `last` the last id it has (a
+-- live subscriber has every entry of its channel from where it joined: s.last is not kept per
+-- delivery).
+local function refused_by(b, s, err, last)
+    s.last = last
     if err == "queue full" and not s.conn.io.ended then
         lag(b, s)
     else
         release(b, s)
     end
-    return false
 end
 
 local function channel_message(name, id, data, seq)
     return message({ channel_message = { channel = name, id = id, data = data } }, seq)
 end
 
--- Fans an entry out to the live subscribers of `ch`, encoding it once per sequence.
+local outcomes_len = ffi.new("size_t[1]")
+
+-- Fans an entry out to the live subscribers of `ch`: the fan-out pushes it to each (with its
+-- subscribe request's sequence) from one encoding; what it lists is seen to here.
 local function fan_out(b, ch, id, data)
-    local by_seq = {}
-    for s in pairs(ch.subs) do
-        local after = s.after
-        if after == nil or id_after(id, after) then
-            s.after = nil
-            local seq = s.seq
-            local msg = by_seq[seq]
-            if not msg then
-                msg = channel_message(ch.name, id, data, seq)
-                by_seq[seq] = msg
+    local entry = { channel_message = { channel = ch.name, id = id, data = data } }
+    local body, err = encode_resp(0, entry)
+    if not body then
+        ngx_log(ERR, "channels: failed to encode an entry of ", ch.name, ": ", err)
+        return
+    end
+    local out = C.fanout_send(ch.fan, id, #id, body, #body, #body < FANOUT_COPY_MAX and 1 or 0, outcomes_len)
+    local n = tonumber(outcomes_len[0])
+    if n == 0 then
+        return
+    end
+    -- The outcomes stay valid until the next fanout_send on this channel (fanout_leave, which
+    -- refusals call, leaves them be). A subscriber taking this entry had the one before it
+    -- (ch.pos, not moved yet), or, on its first past the id it joined after, that id.
+    local pos, by_slot, by_seq = ch.pos, ch.by_slot, nil
+    for i = 0, n - 1 do
+        local o = out[i]
+        local s = by_slot[o.slot]
+        if s then
+            local ok, serr
+            if o.code == PUSH.LUA then
+                by_seq = by_seq or {}
+                local seq = s.seq
+                local msg = by_seq[seq]
+                if not msg then
+                    msg = channel_message(ch.name, id, data, seq)
+                    by_seq[seq] = msg
+                end
+                ok, serr = s.conn:send(msg)
+            else
+                ok, serr = after_fanout(s.conn, o.code)
             end
-            deliver(b, s, msg, id)
+            if not ok then
+                refused_by(b, s, serr, o.first_past_after ~= 0 and s.after or pos)
+            end
         end
     end
+end
+
+-- A message the subscriber's whole push queue cannot hold (max_queue_bytes of its connection):
+-- it would be refused for ever. The subscription ends, and the client is told so, with the
+-- sequence of its subscribe; the connection stays.
+local function too_large(b, s, id)
+    ngx_log(WARN, "channels: message ", id, " of ", s.channel, " is larger than a subscriber's push queue: ",
+        "its subscription ends")
+    release(b, s)
+    s.conn:send({ error_resp = { code = 0, message = "channel " .. s.channel .. ": message " .. id
+        .. " is larger than this connection's push queue (max_queue_bytes): the subscription ends" } }, s.seq)
 end
 
 -- Catch-up: XRANGE from the subscription's cursor to the reader's position, then join the
@@ -460,7 +529,7 @@ catch_up = function(premature, b, s)
         local ch = b.channels[s.channel]
         if not ch then
             -- Nobody else reads it here: the reader starts at the cursor.
-            ch = { name = s.channel, pos = s.cursor, subs = {}, n = 0 }
+            ch = new_channel(s.channel, s.cursor)
             b.channels[s.channel] = ch
             join(ch, s, nil)
             wake(b)
@@ -497,6 +566,8 @@ catch_up = function(premature, b, s)
                         break
                     elseif serr ~= "queue full" or s.conn.io.ended then
                         return release(b, s)
+                    elseif C.session_pending(s.conn.sess) == 0 then
+                        return too_large(b, s, e.id)
                     end
                     pause(b, 0.05)
                     if worker_exiting() then
@@ -551,6 +622,10 @@ reader = function(premature, b)
         end
         if conn and worker_exiting() then
             -- (The connect yielded: the exit watch may have looked before this XREAD was sent.)
+            break
+        end
+        if conn and next(b.channels) == nil then
+            -- (The connect yielded: the last subscriber may have left meanwhile.)
             break
         end
         if conn then
@@ -713,11 +788,12 @@ local function subscribe(self, cfg, b, params, seq)
     end
     ch = b.channels[channel]
     start = start or ch.pos
-    local s = { conn = self, seq = seq, channel = channel, state = "new", cursor = start, last = start }
+    local s = { conn = self, seq = seq, seq64 = to_int64(seq) or 0, channel = channel, state = "new",
+                cursor = start, last = start }
     subs[channel] = s
     subs.n = subs.n + 1
     if not ch then
-        ch = { name = channel, pos = start, subs = {}, n = 0 }
+        ch = new_channel(channel, start)
         b.channels[channel] = ch
         join(ch, s, nil)
         wake(b)

@@ -410,6 +410,21 @@ local function push_shared(self, msg, key)
     return rc
 end
 
+-- For apisix_pubsub_rs.channels, whose fan-out (src/ffi/fanout.rs) pushes to many connections at
+-- once: what follows a push it made to this connection with status `rc` (not SENT): the writer
+-- woken for a push queued, or what send returns for a refused one.
+function _M._after_fanout(self, rc)
+    if rc == PUSH.OK then
+        writer.wake(self)
+        return true
+    end
+    return refused(self, rc)
+end
+
+-- The fan-out copies messages shorter than this into each queue, as send does; send holds longer
+-- ones by reference.
+_M._fanout_copy_max = SHARE_MIN
+
 --- Queues a reply pushed to the client: it goes out after everything queued before this call
 -- and before everything queued after it. Never blocks; callable from any Lua context of the
 -- worker that holds the instance (a handler, a light thread, a timer, another request).
@@ -589,6 +604,7 @@ local function finish(self, result, reason, code)
     end
     C.metrics_ended(reason, code or 0)
     io.ended = true
+    C.session_refuse_pushes(self.sess)
     -- The writer sends what is left as it sent the rest (at once where the socket takes it, so a
     -- stalled client's connection holds no write's worth in nginx's send buffer at its end);
     -- then nothing writes to the socket but nginx.

@@ -41,6 +41,9 @@ macro_rules! c_type {
     (*const RespWriter) => { "const apisix_pubsub_rs_resp_writer *" };
     (*const DeflateConfig) => { "const apisix_pubsub_rs_deflate *" };
     (*mut c_void) => { "void *" };
+    (*mut LuaFanOut) => { "apisix_pubsub_rs_fanout *" };
+    (*const LuaFanOut) => { "const apisix_pubsub_rs_fanout *" };
+    (*const FanOutcome) => { "const apisix_pubsub_rs_fanout_outcome *" };
 }
 
 /// The C parameter list of a function: the types, comma-separated.
@@ -105,6 +108,7 @@ macro_rules! c_consts {
 
 
 use super::codec::Codec;
+use super::fanout::LuaFanOut;
 use super::resp::{LuaRespDecoder, RespWriter};
 use super::schema::SchemaHandle;
 use super::session::LuaSession;
@@ -279,8 +283,24 @@ c_consts! {
         SENT = 4,
         /// (`session_write_now` only) Written up to a value the caller holds: the caller writes it.
         HELD = 5,
+        /// (`fanout_send` only) Not pushed: Lua sends this member the message itself.
+        LUA = 6,
         /// A panic was caught.
         INTERNAL = -1,
+    }
+}
+
+c_struct! {
+    /// What `fanout_send` reports of one member it did not simply send to.
+    pub struct FanOutcome as "apisix_pubsub_rs_fanout_outcome" {
+        /// The member's slot (`fanout_join`).
+        slot: [u32],
+        /// A [`push_status`]: `OK` (queued, not written: wake the writer), `QUEUE_FULL`,
+        /// `CLOSED`, `LUA` or `INTERNAL`.
+        code: [i32],
+        /// 1 when this is the first entry the member takes since it joined after an id: what it
+        /// had before is that id, not the channel's previous entry.
+        first_past_after: [u32],
     }
 }
 
@@ -463,6 +483,13 @@ exports! {
     resp::resp_command([*mut RespWriter], [usize], [*const *const u8], [*const usize]) -> [c_int];
     resp::resp_written([*const RespWriter], [*mut usize]) -> [*const u8];
     resp::resp_writer_clear([*mut RespWriter]) -> [()];
+    session::session_refuse_pushes([*mut LuaSession]) -> [()];
+    fanout::fanout_new() -> [*mut LuaFanOut];
+    fanout::fanout_free([*mut LuaFanOut]) -> [()];
+    fanout::fanout_join([*mut LuaFanOut], [*mut LuaSession], [i64], [*const u8], [usize], [c_int]) -> [i64];
+    fanout::fanout_leave([*mut LuaFanOut], [u32]) -> [c_int];
+    fanout::fanout_len([*const LuaFanOut]) -> [usize];
+    fanout::fanout_send([*mut LuaFanOut], [*const u8], [usize], [*const u8], [usize], [c_int], [*mut usize]) -> [*const FanOutcome];
 }
 
 /// The opaque types Lua holds pointers to.
@@ -473,6 +500,7 @@ const OPAQUE: &[&str] = &[
     "apisix_pubsub_rs_schema",
     "apisix_pubsub_rs_resp_decoder",
     "apisix_pubsub_rs_resp_writer",
+    "apisix_pubsub_rs_fanout",
 ];
 
 /// The generated Lua module `apisix_pubsub_rs.ffi`: the cdefs, the functions cast to their types
@@ -489,6 +517,7 @@ pub fn lua_source() -> String {
     s.push_str(EntryLayout::C_DECL);
     s.push_str(RespReply::C_DECL);
     s.push_str(DeflateConfig::C_DECL);
+    s.push_str(FanOutcome::C_DECL);
     for t in OPAQUE {
         let _ = writeln!(s, "typedef struct {t} {t};");
     }
@@ -517,6 +546,7 @@ pub fn lua_source() -> String {
         (EntryLayout::C_NAME, std::mem::size_of::<crate::resp::StreamEntry>(), EntryLayout::offsets()),
         (RespReply::C_NAME, std::mem::size_of::<RespReply>(), RespReply::offsets()),
         (DeflateConfig::C_NAME, std::mem::size_of::<DeflateConfig>(), DeflateConfig::offsets()),
+        (FanOutcome::C_NAME, std::mem::size_of::<FanOutcome>(), FanOutcome::offsets()),
     ] {
         let _ = writeln!(s, "assert(ffi.sizeof({cname:?}) == {size}, \"apisix_pubsub_rs: {cname} has another size in Lua than in Rust\")");
         for (field, off) in offsets {

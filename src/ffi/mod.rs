@@ -11,7 +11,8 @@
 //! or coroutine.
 //!
 //! One file per object Lua holds: [`schema`], [`session`], [`encoder`] (of a session or of the
-//! codec), [`codec`], [`resp`] (the Redis protocol). Rules at the boundary: no function raises a Lua error or lets a panic out
+//! codec), [`codec`], [`resp`] (the Redis protocol), [`fanout`] (a channel's
+//! delivery loop). Rules at the boundary: no function raises a Lua error or lets a panic out
 //! (each body runs under [`guard`] and reports failure as a return value); a null pointer is
 //! refused, never dereferenced; pointers passed in come from the functions of these files and are
 //! owned by the Lua side through `ffi.gc`.
@@ -24,6 +25,7 @@ use mlua::ffi as lua;
 pub mod codec;
 pub mod contract;
 pub mod encoder;
+pub mod fanout;
 pub mod metrics;
 pub mod schema;
 pub mod session;

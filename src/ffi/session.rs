@@ -25,6 +25,34 @@ pub struct LuaSession {
     note: String,
     /// The connection's socket while `wait()` serves it, when pushes may be written at once.
     socket: Option<Socket>,
+    /// Pushes are refused as closed from now on (`wait()` is ending: [`session_refuse_pushes`]).
+    refusing: bool,
+    /// How many fan-outs hold this session as a member ([`super::fanout`]): while any does, it is
+    /// not freed.
+    pins: u32,
+    /// Lua let go of it while it was pinned: the last fan-out to let go frees it.
+    orphaned: bool,
+}
+
+impl LuaSession {
+    /// A fan-out holds this session from now on.
+    pub(super) fn pin(&mut self) {
+        self.pins += 1;
+    }
+
+    /// A fan-out lets go of `s`, freeing it when it was the last holder of a session Lua freed.
+    ///
+    /// # Safety
+    /// `s` is a live session that the caller pinned.
+    pub(super) unsafe fn unpin(s: *mut LuaSession) {
+        // SAFETY: the caller's promise: live, pinned by it.
+        let ls = unsafe { &mut *s };
+        ls.pins -= 1;
+        if ls.pins == 0 && ls.orphaned {
+            // SAFETY: made by Box::into_raw in session_new; Lua's session_free left it to us.
+            drop(unsafe { Box::from_raw(s) });
+        }
+    }
 }
 
 /// The session behind `s`, or `None` for null.
@@ -73,18 +101,46 @@ pub unsafe extern "C" fn session_new(
             fragment: (fragment > 0).then_some(fragment as usize),
             max_queue_bytes: (max_queue > 0).then_some(max_queue as usize),
         };
-        Box::into_raw(Box::new(LuaSession { session: Session::new(schema, opts), note: String::new(), socket: None }))
+        Box::into_raw(Box::new(LuaSession {
+            session: Session::new(schema, opts),
+            note: String::new(),
+            socket: None,
+            refusing: false,
+            pins: 0,
+            orphaned: false,
+        }))
     })
 }
 
-/// Frees a session.
+/// Frees a session, or, while a fan-out still holds it, leaves that to the fan-out's last
+/// letting go (Lua's references to a session and to its fan-outs may be collected in any order).
 ///
 /// # Safety
 /// `s` is null or a session from [`session_new`] not freed yet; it is not used afterwards.
 pub unsafe extern "C" fn session_free(s: *mut LuaSession) {
     if !s.is_null() {
-        // SAFETY: made by Box::into_raw in session_new, freed once (by the ffi.gc finalizer).
-        guard((), || drop(unsafe { Box::from_raw(s) }));
+        guard((), || {
+            // SAFETY: live until freed here or by the last unpin; Lua frees it once (ffi.gc).
+            let ls = unsafe { &mut *s };
+            if ls.pins > 0 {
+                ls.orphaned = true;
+                ls.socket = None;
+            } else {
+                // SAFETY: made by Box::into_raw in session_new, not pinned: ours to free.
+                drop(unsafe { Box::from_raw(s) });
+            }
+        });
+    }
+}
+
+/// From now on every push is refused as closed (and counted so): `wait()` is ending.
+///
+/// # Safety
+/// `s` is null or a live session.
+pub unsafe extern "C" fn session_refuse_pushes(s: *mut LuaSession) {
+    // SAFETY: the caller's promise.
+    if let Some(ls) = unsafe { live(s) } {
+        ls.refusing = true;
     }
 }
 
@@ -559,14 +615,15 @@ pub unsafe extern "C" fn session_push_shared(s: *mut LuaSession, payload: *const
 
 /// Queues a push with `push`, then writes it at once where it may ([`write_through`]; `known`:
 /// the push's own value held by reference): a [`push_status`]. A session whose request ended
-/// under it, without `wait()` returning (see [`super::socket`]), refuses it as closed, and counts
-/// it so; a push begun is dropped then.
-fn push_then_write(
+/// under it, without `wait()` returning (see [`super::socket`]), or whose `wait()` is ending
+/// ([`session_refuse_pushes`]), refuses it as closed, and counts it so; a push begun is dropped
+/// then.
+pub(super) fn push_then_write(
     ls: &mut LuaSession,
     known: Option<(u32, &[u8])>,
     push: impl FnOnce(&mut Session) -> Result<(), PushFailure>,
 ) -> c_int {
-    if ls.socket.as_ref().is_some_and(|sock| !sock.alive()) {
+    if ls.refusing || ls.socket.as_ref().is_some_and(|sock| !sock.alive()) {
         ls.session.abandon();
         crate::metrics::WORKER.push_refused(false);
         return push_status::CLOSED;

@@ -57,6 +57,7 @@ type CleanupAdd = unsafe extern "C" fn(*mut c_void, usize) -> *mut Cleanup;
 
 extern "C" {
     fn writev(fd: c_int, iov: *const IoSlice<'_>, iovcnt: c_int) -> isize;
+    fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
 }
 
 /// Why a connection was not attached.
@@ -158,15 +159,22 @@ impl Socket {
         self.alive.get() && !self.failed
     }
 
-    /// One gathered, non-blocking write of `pieces`.
+    /// One gathered, non-blocking write of `pieces`: `send(2)` for one piece (as `ngx_unix_send`
+    /// does; the kernel's path for it is shorter than writev's, a few per cent of a small push's
+    /// system time on loopback), `writev(2)` for more.
     pub fn write(&mut self, pieces: &[IoSlice<'_>]) -> Wrote {
         if !self.usable() {
             return Wrote::Failed;
         }
         let n = loop {
-            // SAFETY: the descriptor of a live connection (checked above), and `pieces` is a
-            // valid array of iovec-compatible slices (IoSlice's documented ABI).
-            let n = unsafe { writev(self.fd, pieces.as_ptr(), pieces.len().min(1024) as c_int) };
+            let n = match pieces {
+                // SAFETY: the descriptor of a live connection (checked above); the piece's bytes
+                // are valid for its length.
+                [one] => unsafe { send(self.fd, one.as_ptr().cast(), one.len(), 0) },
+                // SAFETY: as above, and `pieces` is a valid array of iovec-compatible slices
+                // (IoSlice's documented ABI).
+                _ => unsafe { writev(self.fd, pieces.as_ptr(), pieces.len().min(1024) as c_int) },
+            };
             if n >= 0 {
                 break n as usize;
             }

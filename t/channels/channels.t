@@ -456,3 +456,58 @@ load: true
 1 proto.12 still here
 number: nil FILE:4: number 1001 of PubSubReq is cmd_subscribe in the built-in schema, not cmd_echo
 name: nil FILE:4: field cmd_subscribe of PubSubReq is number 1001 with another type in the built-in schema, which this file may not change
+
+
+
+=== TEST 13: one channel, subscribers that differ: sequences of one, two and ten bytes, one fragmenting, one compressing; short messages, one held by reference, one compressible: each gets every message once, in order, with its own sequence
+--- config
+    location /t {
+        content_by_lua_block {
+            local t = require("redis_channels")
+            local cc = require("compression_client")
+            local plain = { t.client(), t.client(), t.client("fragment=100") }
+            local seqs = { 0, 300, "#1099511627776" }
+            for i, ws in ipairs(plain) do
+                assert(t.subscribe(ws, seqs[i], "mixed.13"))
+            end
+            local z, agreed = cc.connect("/channels?compression=1", "permessage-deflate")
+            local zc = cc.codec(agreed)
+            z:send(z.req({ sequence = 5, cmd_subscribe = { channel = "mixed.13" } }))
+            ngx.say("compressing: ", agreed ~= "none", ", ", assert(cc.resp(z, zc)).subscribe_resp.channel)
+            local sent = { "short", string.rep("held by reference ", 20), string.rep("compressible ", 200) }
+            local ids = {}
+            for i, data in ipairs(sent) do
+                ids[i] = assert(t.pub("mixed.13", data))
+            end
+            for i, ws in ipairs(plain) do
+                local n, ok = 0, true
+                for k = 1, #sent do
+                    local r = assert(ws:resp())
+                    local m = r.channel_message
+                    ok = ok and m.id == ids[k] and m.data == sent[k]
+                    n = n + 1
+                    if k == 1 then
+                        ngx.say("subscriber ", i, ": sequence ", r.sequence)
+                    end
+                end
+                ngx.say("  ", n, " messages, ids and data as published: ", ok, ", quiet after: ", (t.quiet(ws, 100)))
+            end
+            local ok, compressed = true, 0
+            for k = 1, #sent do
+                local r, was = assert(cc.resp(z, zc))
+                ok = ok and r.sequence == 5 and r.channel_message.id == ids[k] and r.channel_message.data == sent[k]
+                compressed = compressed + (was and 1 or 0)
+            end
+            ngx.say("compressing subscriber: ", ok, ", ", compressed, " of 3 compressed")
+            t.bye(plain[1], plain[2], plain[3], z)
+        }
+    }
+--- response_body
+compressing: true, mixed.13
+subscriber 1: sequence 0
+  3 messages, ids and data as published: true, quiet after: true
+subscriber 2: sequence 300
+  3 messages, ids and data as published: true, quiet after: true
+subscriber 3: sequence #1099511627776
+  3 messages, ids and data as published: true, quiet after: true
+compressing subscriber: true, 2 of 3 compressed

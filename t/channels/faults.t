@@ -197,16 +197,17 @@ subscriber 3: missing 0, out of order or twice 0
             local fast = t.client()
             assert(t.subscribe(slow, 1, "slow.4"))
             assert(t.subscribe(fast, 2, "slow.4"))
-            local data = string.rep("x", 500)
-            local acked = {}
-            for i = 1, 200 do
-                acked[i] = assert(t.pub("slow.4", data))
-            end
+            local refused = t.refused_full()
+            -- More than the sockets hold (about 4 MB on loopback), in short messages, which the
+            -- fan-out pushes itself, many per XREAD.
+            local n = 30000
+            local acked = t.pub_many("slow.4", n, 200)
             -- The fast one gets everything while the slow one has read nothing: it waits for nobody.
-            local _, ids = t.read(fast, 200)
+            local _, ids = t.read(fast, n)
             ngx.say("fast got all: ", table.concat(ids, " ") == table.concat(acked, " "))
+            ngx.say("the slow one's queue refused pushes: ", t.refused_full() > refused)
             -- The slow one reads now: everything, once, in order.
-            _, ids = t.read(slow, 200)
+            _, ids = t.read(slow, n)
             ngx.say("slow got all: ", table.concat(ids, " ") == table.concat(acked, " "))
             ngx.say("quiet: ", (t.quiet(slow, 200)))
             t.bye(slow, fast)
@@ -214,27 +215,30 @@ subscriber 3: missing 0, out of order or twice 0
     }
 --- response_body
 fast got all: true
+the slow one's queue refused pushes: true
 slow got all: true
 quiet: true
 
 
 
-=== TEST 5: a lone subscriber that does not read: its channel is left while it catches up and taken up again at its position, nothing skipped
+=== TEST 5: a lone subscriber that does not read: its channel is left while it catches up and taken up again at its position, nothing skipped (long messages, which Lua sends, then short ones)
 --- timeout: 20
 --- config
     location /t {
         content_by_lua_block {
             local t = require("redis_channels")
-            local slow = t.client("max_queue_bytes=2048")
+            local slow = t.client("max_queue_bytes=65536")
             assert(t.subscribe(slow, 1, "alone.5"))
-            local data = string.rep("y", 500)
+            local refused = t.refused_full()
             local acked = {}
             for i = 1, 200 do
-                acked[i] = assert(t.pub("alone.5", data))
+                -- Enough to fill the sockets' buffers (about 4 MB on loopback).
+                acked[i] = assert(t.pub("alone.5", i <= 150 and string.rep("y", 32768) or "short " .. i))
                 if i % 50 == 0 then
                     ngx.sleep(0.1) -- catch-ups start, the reader waits again
                 end
             end
+            ngx.say("refused pushes: ", t.refused_full() > refused)
             local _, ids = t.read(slow, 200)
             ngx.say("got all: ", table.concat(ids, " ") == table.concat(acked, " "))
             ngx.say("quiet: ", (t.quiet(slow, 200)))
@@ -242,5 +246,41 @@ quiet: true
         }
     }
 --- response_body
+refused pushes: true
 got all: true
 quiet: true
+
+
+
+=== TEST 6: a message larger than a subscriber's whole push queue ends that subscription with an error_resp of its sequence; the connection stays, the other subscriber gets everything
+--- config
+    location /t {
+        content_by_lua_block {
+            local t = require("redis_channels")
+            local small = t.client("max_queue_bytes=1024")
+            local other = t.client()
+            assert(t.subscribe(small, 4, "big.6"))
+            assert(t.subscribe(other, 5, "big.6"))
+            local ids = { assert(t.pub("big.6", "before")), assert(t.pub("big.6", string.rep("b", 2000))),
+                          assert(t.pub("big.6", "after")) }
+            local got = t.read(small, 1)
+            ngx.say(got[1])
+            local r = assert(small:resp())
+            local m = r.error_resp.message
+            local at = assert(m:find(ids[2], 1, true))
+            ngx.say(r.sequence, " ", m:sub(1, at - 1), "ID", m:sub(at + #ids[2]))
+            ngx.say("quiet: ", (t.quiet(small, 200)))
+            ngx.say("subscribe again: ", assert(t.subscribe(small, 6, "big.6", ids[2])).channel)
+            ngx.say(table.concat((t.read(small, 1)), ","))
+            local _, oids = t.read(other, 3)
+            ngx.say("the other got all: ", table.concat(oids, " ") == table.concat(ids, " "))
+            t.bye(small, other)
+        }
+    }
+--- response_body
+4 big.6 before
+4 channel big.6: message ID is larger than this connection's push queue (max_queue_bytes): the subscription ends
+quiet: true
+subscribe again: big.6
+6 big.6 after
+the other got all: true

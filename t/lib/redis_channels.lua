@@ -38,7 +38,8 @@ end
 function _M.serve()
     local args = ngx.req.get_uri_args()
     local c = assert(pubsub.new({ max_queue_bytes = tonumber(args.max_queue_bytes), on_full = args.on_full,
-        timeout = tonumber(args.ws_timeout) }))
+        timeout = tonumber(args.ws_timeout), compression = args.compression == "1" or nil,
+        fragment_size = tonumber(args.fragment) }))
     assert(channels.attach(c, _M.opts(args)))
     if args.hello then
         -- Says which worker serves the connection, before anything else.
@@ -113,6 +114,28 @@ function _M.read(ws, n)
         end
     end
     return got, ids
+end
+
+--- Publishes `n` messages on `channel` at once, by one script in Redis (one fsync, one reply):
+-- data "<i> <filler>", `size` bytes each at least. Returns their ids.
+function _M.pub_many(channel, n, size)
+    local conn = assert(require("apisix_pubsub_rs.redis").connect({ redis = _M.opts().redis, timeout = 20000,
+        max_reply_len = 16 * 1024 * 1024 }))
+    local ids = assert(conn:call("EVAL", [[
+        local ids = {}
+        local fill = string.rep("z", tonumber(ARGV[2]))
+        for i = 1, tonumber(ARGV[1]) do
+            ids[i] = redis.call("XADD", KEYS[1], "*", "d", i .. " " .. fill)
+        end
+        return ids
+    ]], 1, "t:" .. channel, n, size))
+    conn:close()
+    return ids
+end
+
+--- Pushes refused for a full queue in this worker so far.
+function _M.refused_full()
+    return pubsub.metrics().pushes_refused.queue_full
 end
 
 --- Closes clients with the closing handshake (a dropped socket is an error in the server's log).
