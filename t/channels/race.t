@@ -46,6 +46,20 @@ __DATA__
             end
             ngx.say("churned: ", s.rounds >= 8 and l.rounds >= 8)
             ngx.say("new channels prompt: ", s.worst < 2 and l.worst < 2)
+            -- After all that joining and leaving, each channel's fan-out (Rust) holds exactly its
+            -- live subscriptions (Lua).
+            local C = require("apisix_pubsub_rs.ffi").C
+            local agree, seen = true, 0
+            for _, b in pairs(require("apisix_pubsub_rs.channels")._backends) do
+                for _, ch in pairs(b.channels) do
+                    local slots, subs = 0, 0
+                    for _ in pairs(ch.by_slot) do slots = slots + 1 end
+                    for _ in pairs(ch.subs) do subs = subs + 1 end
+                    agree = agree and tonumber(C.fanout_len(ch.fan)) == ch.n and slots == ch.n and subs == ch.n
+                    seen = seen + 1
+                end
+            end
+            ngx.say("fan-outs hold the live subscriptions: ", agree and seen > 0)
             t.bye(steady, shared_churner, lone_churner)
         }
     }
@@ -55,3 +69,4 @@ shared churner: each subscription got every acknowledged message after its since
 lone churner: each subscription got every acknowledged message after its since, once, in order: true 
 churned: true
 new channels prompt: true
+fan-outs hold the live subscriptions: true
