@@ -188,7 +188,7 @@ subscriber 3: missing 0, out of order or twice 0
 
 
 === TEST 4: a subscriber that does not read meets its queue limit and catches up later from what it got; the others get everything at once
---- timeout: 20
+--- timeout: 60
 --- config
     location /t {
         content_by_lua_block {
@@ -200,7 +200,7 @@ subscriber 3: missing 0, out of order or twice 0
             local refused = t.refused_full()
             -- More than the sockets hold (about 4 MB on loopback), in short messages, which the
             -- fan-out pushes itself, many per XREAD.
-            local n = 30000
+            local n = 20000
             local acked = t.pub_many("slow.4", n, 200)
             -- The fast one gets everything while the slow one has read nothing: it waits for nobody.
             local _, ids = t.read(fast, n)
