@@ -463,6 +463,11 @@ local function channel_message(name, id, data, seq)
 end
 
 local outcomes_len = ffi.new("size_t[1]")
+local COPY, COPY_IF_IDLE, BY_LUA = native.fanout_mode.COPY, native.fanout_mode.COPY_IF_IDLE, native.fanout_mode.LUA
+-- Messages up to this long are copied into a subscriber's queue when it is written at once: the
+-- copy is gone once written, and the loop stays Rust's; a subscriber with something queued holds
+-- it by reference instead (one Lua string for all of them). Longer ones are always held so.
+local COPY_IF_IDLE_MAX = 16384
 
 -- Fans an entry out to the live subscribers of `ch`: the fan-out pushes it to each (with its
 -- subscribe request's sequence) from one encoding; what it lists is seen to here.
@@ -473,8 +478,10 @@ local function fan_out(b, ch, id, data)
         ngx_log(ERR, "channels: failed to encode an entry of ", ch.name, ": ", err)
         return
     end
-    local out = C.fanout_send(ch.fan, id, #id, body, #body, #body < FANOUT_COPY_MAX and 1 or 0, outcomes_len)
-    local n = tonumber(outcomes_len[0])
+    local n = #body
+    local mode = n < FANOUT_COPY_MAX and COPY or n <= COPY_IF_IDLE_MAX and COPY_IF_IDLE or BY_LUA
+    local out = C.fanout_send(ch.fan, id, #id, body, n, mode, outcomes_len)
+    n = tonumber(outcomes_len[0])
     if n == 0 then
         return
     end

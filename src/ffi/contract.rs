@@ -290,6 +290,20 @@ c_consts! {
     }
 }
 
+c_consts! {
+    /// How `fanout_send` pushes an entry (Lua picks by the message's length).
+    pub mod fanout_mode: i32 {
+        /// Lua sends it to every member (outcome `LUA`): a long message, which each queue holds by
+        /// reference to one Lua string.
+        LUA = 0,
+        /// Copied into each member's queue and written at once where the socket takes it.
+        COPY = 1,
+        /// Copied and written at once to a member whose connection has nothing queued (the copy
+        /// is then gone as soon as written); Lua sends it, by reference, to the others.
+        COPY_IF_IDLE = 2,
+    }
+}
+
 c_struct! {
     /// What `fanout_send` reports of one member it did not simply send to.
     pub struct FanOutcome as "apisix_pubsub_rs_fanout_outcome" {
@@ -538,6 +552,7 @@ pub fn lua_source() -> String {
     table(&mut s, "resp_status", resp_status::all());
     table(&mut s, "resp_mode", resp_mode::all());
     table(&mut s, "deflate_default", deflate_default::all());
+    table(&mut s, "fanout_mode", fanout_mode::all());
     s.push_str("\n-- The layouts LuaJIT made must be the ones Rust made.\n");
     for (cname, size, offsets) in [
         (Event::C_NAME, std::mem::size_of::<Event>(), Event::offsets()),
@@ -556,7 +571,7 @@ pub fn lua_source() -> String {
             );
         }
     }
-    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, resp_status = resp_status, resp_mode = resp_mode, deflate_default = deflate_default, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
+    s.push_str("\nreturn { C = C, kind = kind, op = op, int64 = int64, status = status, push = push, metrics_end = metrics_end, metrics_error = metrics_error, metrics_slot = metrics_slot, resp_status = resp_status, resp_mode = resp_mode, deflate_default = deflate_default, fanout_mode = fanout_mode, version = ffi.string(ffi.cast(\"const char *\", pointers.version)) }\n");
     s
 }
 

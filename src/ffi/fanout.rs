@@ -5,7 +5,8 @@
 //! the socket takes it). What Lua must see to is listed in the outcomes: a push queued and not
 //! written (its writer is to be woken), refused (a full queue, an ended connection), or one Lua
 //! sends itself (`LUA`: a member whose connection compresses, which shares one compressed copy per
-//! key, or every member when the message is to be held by reference, not copied).
+//! key, and, by the [`fanout_mode`] Lua asks for, members whose queue is to hold a long message by
+//! reference rather than a copy of their own: every member, or those with something queued).
 //!
 //! Lifetime: a member's session is pinned ([`LuaSession::pin`]) while it is a member, so it is
 //! never freed under the fan-out whatever order Lua's collector finalizes the two in.
@@ -13,7 +14,7 @@
 use std::ffi::c_int;
 use std::ptr;
 
-use super::contract::{push_status, FanOutcome};
+use super::contract::{fanout_mode, push_status, FanOutcome};
 use super::session::{push_then_write, LuaSession};
 use super::{bytes, guard};
 use crate::fanout::{Audience, Payload, StreamId};
@@ -109,10 +110,10 @@ pub unsafe extern "C" fn fanout_len(f: *const LuaFanOut) -> usize {
 }
 
 /// Pushes stream entry `id` to every member that takes it: `body` is its `PubSubResp` encoded with
-/// sequence 0, sent to each member with its own sequence. With `direct` 0, nothing is pushed here:
-/// every taker is an outcome `LUA`. Returns the outcomes (`*n` of them; valid until the next call
-/// on `f`) of the members not simply sent to: `OK` (queued: wake the writer), `QUEUE_FULL`,
-/// `CLOSED`, `LUA`, or `INTERNAL`. Null with `*n` 0 for a bad id or a null pointer.
+/// sequence 0, sent to each member with its own sequence, as `mode` ([`fanout_mode`]) says.
+/// Returns the outcomes (`*n` of them; valid until the next call on `f`) of the members not simply
+/// sent to: `OK` (queued: wake the writer), `QUEUE_FULL`, `CLOSED`, `LUA` (not pushed: Lua sends
+/// it), or `INTERNAL`. Null with `*n` 0 for a bad id or a null pointer.
 ///
 /// # Safety
 /// `f` is null or live; `id`, `body` point to `id_len`, `body_len` bytes; `n` is writable.
@@ -122,7 +123,7 @@ pub unsafe extern "C" fn fanout_send(
     id_len: usize,
     body: *const u8,
     body_len: usize,
-    direct: c_int,
+    mode: c_int,
     n: *mut usize,
 ) -> *const FanOutcome {
     // SAFETY: the caller's promise.
@@ -136,13 +137,16 @@ pub unsafe extern "C" fn fanout_send(
         outcomes.clear();
         payload.reset();
         audience.deliver(id, |seat, t| {
-            let code = if direct == 0 || seat.lua {
+            // SAFETY: pinned while a member: live; nothing else borrows it during the call (Lua
+            // waits for it, and no other member is the same session: one subscription per
+            // channel and connection).
+            let ls = unsafe { &mut *seat.session };
+            let code = if seat.lua
+                || mode == fanout_mode::LUA
+                || (mode == fanout_mode::COPY_IF_IDLE && !ls.writes_at_once())
+            {
                 push_status::LUA
             } else {
-                // SAFETY: pinned while a member: live; nothing else borrows it during the call
-                // (Lua waits for it, and no other member is the same session: one subscription
-                // per channel and connection).
-                let ls = unsafe { &mut *seat.session };
                 let message = payload.for_sequence(t.sequence, body);
                 push_then_write(ls, None, |s| Ok(s.push_message(message, None)?))
             };
@@ -160,16 +164,17 @@ mod tests {
     use super::*;
     use crate::ffi::schema::schema_builtin;
     use crate::ffi::session::{session_free, session_new, session_pending};
+    use fanout_mode::{COPY, COPY_IF_IDLE};
 
     fn session() -> *mut LuaSession {
         // SAFETY: the built-in schema; limits as a connection has them, a small push queue.
         unsafe { session_new(schema_builtin(), 65536, 65536, 0, 256) }
     }
 
-    fn send(f: *mut LuaFanOut, id: &str, body: &[u8], direct: bool) -> Vec<(u32, i32, u32)> {
+    fn send(f: *mut LuaFanOut, id: &str, body: &[u8], mode: c_int) -> Vec<(u32, i32, u32)> {
         let mut n = 0;
         // SAFETY: a live fan-out, strings alive during the call.
-        let p = unsafe { fanout_send(f, id.as_ptr(), id.len(), body.as_ptr(), body.len(), c_int::from(direct), &mut n) };
+        let p = unsafe { fanout_send(f, id.as_ptr(), id.len(), body.as_ptr(), body.len(), mode, &mut n) };
         if p.is_null() {
             return vec![(u32::MAX, -9, 0)];
         }
@@ -185,16 +190,18 @@ mod tests {
         let (sa, sb) = unsafe { (fanout_join(f, a, 7, ptr::null(), 0, 0), fanout_join(f, b, 0, b"5-0".as_ptr(), 3, 0)) };
         assert_eq!((sa, sb), (0, 1));
         // No socket attached: queued (OK), the writer would be woken.
-        assert_eq!(send(f, "5-0", &[0x12, 0x00], true), vec![(0, push_status::OK, 0)]);
-        assert_eq!(send(f, "6-0", &[0x12, 0x00], true), vec![(0, push_status::OK, 0), (1, push_status::OK, 1)]);
+        assert_eq!(send(f, "5-0", &[0x12, 0x00], COPY), vec![(0, push_status::OK, 0)]);
+        assert_eq!(send(f, "6-0", &[0x12, 0x00], COPY), vec![(0, push_status::OK, 0), (1, push_status::OK, 1)]);
         // SAFETY: live sessions.
         let (qa, qb) = unsafe { (session_pending(a), session_pending(b)) };
         assert_eq!((qa, qb), (2 * (2 + 2 + 2), 2 + 2));
         // The queue limit refuses what does not fit; Lua sends to the member itself otherwise.
         let big = vec![0u8; 300];
-        assert_eq!(send(f, "7-0", &big, true), vec![(0, push_status::QUEUE_FULL, 0), (1, push_status::QUEUE_FULL, 0)]);
-        assert_eq!(send(f, "8-0", &big, false), vec![(0, push_status::LUA, 0), (1, push_status::LUA, 0)]);
-        assert_eq!(send(f, "8", &big, true), vec![(u32::MAX, -9, 0)], "a bad id");
+        assert_eq!(send(f, "7-0", &big, COPY), vec![(0, push_status::QUEUE_FULL, 0), (1, push_status::QUEUE_FULL, 0)]);
+        assert_eq!(send(f, "8-0", &big, fanout_mode::LUA), vec![(0, push_status::LUA, 0), (1, push_status::LUA, 0)]);
+        assert_eq!(send(f, "8", &big, COPY), vec![(u32::MAX, -9, 0)], "a bad id");
+        // Copied only to a connection that would write it at once: without a socket, none.
+        assert_eq!(send(f, "9-0", &[0x12, 0x00], COPY_IF_IDLE), vec![(0, push_status::LUA, 0), (1, push_status::LUA, 0)]);
         // SAFETY: live objects; each freed once.
         unsafe {
             assert_eq!((fanout_leave(f, 0), fanout_leave(f, 0), fanout_len(f)), (1, 0, 1));
@@ -214,7 +221,7 @@ mod tests {
             assert_eq!(fanout_join(f, a, 0, ptr::null(), 0, 0), 0);
             session_free(a);
         }
-        assert_eq!(send(f, "1-0", b"", true), vec![(0, push_status::OK, 0)]);
+        assert_eq!(send(f, "1-0", b"", COPY), vec![(0, push_status::OK, 0)]);
         // SAFETY: the fan-out frees the session now (miri / valgrind would see a double free).
         unsafe { fanout_free(f) };
     }
@@ -228,7 +235,7 @@ mod tests {
             fanout_join(f, a, 0, ptr::null(), 0, 0);
             super::super::session::session_refuse_pushes(a);
         }
-        assert_eq!(send(f, "1-0", b"", true), vec![(0, push_status::CLOSED, 0)]);
+        assert_eq!(send(f, "1-0", b"", COPY), vec![(0, push_status::CLOSED, 0)]);
         // SAFETY: as above.
         unsafe {
             fanout_free(f);

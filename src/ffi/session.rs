@@ -35,6 +35,16 @@ pub struct LuaSession {
 }
 
 impl LuaSession {
+    /// Whether a push now would be written at once, whole, unless the socket is full: its socket
+    /// is attached and usable, and nothing is queued or being written.
+    pub(super) fn writes_at_once(&self) -> bool {
+        !self.refusing
+            && self.socket.as_ref().is_some_and(Socket::usable)
+            && self.session.pending() == 0
+            && !self.session.writing()
+            && !self.session.is_ended()
+    }
+
     /// A fan-out holds this session from now on.
     pub(super) fn pin(&mut self) {
         self.pins += 1;

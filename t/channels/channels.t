@@ -459,7 +459,7 @@ name: nil FILE:4: field cmd_subscribe of PubSubReq is number 1001 with another t
 
 
 
-=== TEST 13: one channel, subscribers that differ: sequences of one, two and ten bytes, one fragmenting, one compressing; short messages, one held by reference, one compressible: each gets every message once, in order, with its own sequence
+=== TEST 13: one channel, subscribers that differ: sequences of one, two and ten bytes, one fragmenting, one compressing; a short message, one of 390 bytes and one of 2,600 bytes that compresses: each gets every message once, in order, with its own sequence
 --- config
     location /t {
         content_by_lua_block {
@@ -474,7 +474,7 @@ name: nil FILE:4: field cmd_subscribe of PubSubReq is number 1001 with another t
             local zc = cc.codec(agreed)
             z:send(z.req({ sequence = 5, cmd_subscribe = { channel = "mixed.13" } }))
             ngx.say("compressing: ", agreed ~= "none", ", ", assert(cc.resp(z, zc)).subscribe_resp.channel)
-            local sent = { "short", string.rep("held by reference ", 20), string.rep("compressible ", 200) }
+            local sent = { "short", string.rep("not so short ", 30), string.rep("compressible ", 200) }
             local ids = {}
             for i, data in ipairs(sent) do
                 ids[i] = assert(t.pub("mixed.13", data))
