@@ -162,13 +162,19 @@ pub unsafe extern "C" fn fanout_send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ffi::schema::schema_builtin;
+    use crate::ffi::schema::{schema_builtin, schema_free};
     use crate::ffi::session::{session_free, session_new, session_pending};
     use fanout_mode::{COPY, COPY_IF_IDLE};
 
     fn session() -> *mut LuaSession {
-        // SAFETY: the built-in schema; limits as a connection has them, a small push queue.
-        unsafe { session_new(schema_builtin(), 65536, 65536, 0, 256) }
+        let schema = schema_builtin();
+        // SAFETY: a live schema handle, freed once; the session keeps the schema it needs. Limits
+        // as a connection has them, a small push queue.
+        unsafe {
+            let s = session_new(schema, 65536, 65536, 0, 256);
+            schema_free(schema);
+            s
+        }
     }
 
     fn send(f: *mut LuaFanOut, id: &str, body: &[u8], mode: c_int) -> Vec<(u32, i32, u32)> {
