@@ -165,8 +165,8 @@ impl<K> Audience<K> {
 #[derive(Debug, Default)]
 pub struct Payload {
     bytes: Vec<u8>,
-    /// The sequence `bytes` were made for, with the body's length (None: not made yet).
-    made: Option<(i64, usize)>,
+    /// The sequence `bytes` were made for (None: not made for this body yet).
+    made: Option<i64>,
 }
 
 impl Payload {
@@ -179,7 +179,7 @@ impl Payload {
     ///
     /// [`reset`]: Payload::reset
     pub fn for_sequence(&mut self, sequence: i64, body: &[u8]) -> &[u8] {
-        if self.made != Some((sequence, body.len())) {
+        if self.made != Some(sequence) {
             self.bytes.clear();
             if sequence != 0 {
                 self.bytes.push(0x08);
@@ -191,7 +191,7 @@ impl Payload {
                 self.bytes.push(v as u8);
             }
             self.bytes.extend_from_slice(body);
-            self.made = Some((sequence, body.len()));
+            self.made = Some(sequence);
         }
         &self.bytes
     }

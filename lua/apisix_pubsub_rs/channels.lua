@@ -284,8 +284,8 @@ end
 -- reader lost Redis),
 -- reader_id, exit (a semaphore posted when the worker exits: the reader's and catch-ups' pauses
 -- wait on it) }. A channel: { name, pos (the last id
--- delivered), subs = { [sub] = true }, n, fan (the fan-out of the live subscribers' sessions),
--- by_slot = { [the fan-out's slot] = sub } }.
+-- delivered), fan (the fan-out of the live subscribers' sessions: C.fanout_len counts them),
+-- by_slot = { [the fan-out's slot] = sub, for each of them } }.
 local backends = {}
 
 local function new_channel(name, pos)
@@ -293,7 +293,7 @@ local function new_channel(name, pos)
     if fan == nil then
         error("channels: failed to make a fan-out")
     end
-    return { name = name, pos = pos, subs = {}, n = 0, by_slot = {}, fan = ffi_gc(fan, C.fanout_free) }
+    return { name = name, pos = pos, by_slot = {}, fan = ffi_gc(fan, C.fanout_free) }
 end
 
 local function backend_of(cfg)
@@ -396,22 +396,24 @@ local function join(ch, s, after)
     local conn = s.conn
     local slot = tonumber(C.fanout_join(ch.fan, conn.sess, s.seq64, after, after and #after or 0,
         conn.compressed and 1 or 0))
+    if slot < 0 then
+        -- (Not for a live session and an id canonical_id made.)
+        error("channels: the fan-out refused a subscriber")
+    end
     s.state = "live"
     s.after = after
     s.slot = slot
     ch.by_slot[slot] = s
-    ch.subs[s] = true
-    ch.n = ch.n + 1
 end
 
 local function leave_channel(b, s)
     local ch = b.channels[s.channel]
-    if ch and ch.subs[s] then
-        ch.subs[s] = nil
-        C.fanout_leave(ch.fan, s.slot)
-        ch.by_slot[s.slot] = nil
-        ch.n = ch.n - 1
-        if ch.n == 0 then
+    local slot = s.slot
+    if ch and slot and ch.by_slot[slot] == s then
+        C.fanout_leave(ch.fan, slot)
+        ch.by_slot[slot] = nil
+        s.slot = nil
+        if C.fanout_len(ch.fan) == 0 then
             -- The reader drops it from its next XREAD.
             b.channels[s.channel] = nil
         end

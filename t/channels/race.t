@@ -52,10 +52,12 @@ __DATA__
             local agree, seen = true, 0
             for _, b in pairs(require("apisix_pubsub_rs.channels")._backends) do
                 for _, ch in pairs(b.channels) do
-                    local slots, subs = 0, 0
-                    for _ in pairs(ch.by_slot) do slots = slots + 1 end
-                    for _ in pairs(ch.subs) do subs = subs + 1 end
-                    agree = agree and tonumber(C.fanout_len(ch.fan)) == ch.n and slots == ch.n and subs == ch.n
+                    local slots = 0
+                    for slot, sub in pairs(ch.by_slot) do
+                        slots = slots + 1
+                        agree = agree and sub.slot == slot and sub.state == "live"
+                    end
+                    agree = agree and tonumber(C.fanout_len(ch.fan)) == slots
                     seen = seen + 1
                 end
             end
